@@ -1,0 +1,189 @@
+"""The ``gap-spark`` command: one subcommand per stage, each calling the stage's library function.
+
+User errors (bad input, missing dataset, wrong header, bad config) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from typing import Callable, Sequence
+
+from gap_spark.config import Config, load_config
+from gap_spark.errors import GapSparkError
+from gap_spark.paths import Paths
+
+log = logging.getLogger("gap_spark")
+
+# stage name -> (module, function); modules are imported only when their stage runs.
+STAGES: dict[str, tuple[str, str]] = {
+    "synth": ("gap_spark.synth", "run_synth"),
+    "ingest": ("gap_spark.ingest", "run_ingest"),
+    "train": ("gap_spark.train", "run_train"),
+    "evaluate": ("gap_spark.evaluate", "run_evaluate"),
+    "shift": ("gap_spark.shift", "run_shift"),
+    "visualize": ("gap_spark.visualize", "run_visualize"),
+    "report": ("gap_spark.report", "run_report"),
+    "pipeline": ("gap_spark.pipeline", "run_pipeline"),
+}
+NEEDS_SPARK = {"ingest", "train", "evaluate", "shift", "visualize", "pipeline"}
+
+
+def stage_function(name: str) -> Callable:
+    module, func = STAGES[name]
+    return getattr(importlib.import_module(module), func)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (local path or URI) over the embedded defaults")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, e.g. --set train.lr.max_iter=50 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="log warnings only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gap-spark", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate EVA-02-format CSVs with a controlled shift")
+    _common(p)
+    p.add_argument("--out", help="directory for the three CSVs (paths.raw)")
+    p.add_argument("--scale", type=float, help="fraction of the real sizes for all three files (1.0 = full)")
+    p.add_argument("--train-rows", type=int)
+    p.add_argument("--val-rows", type=int)
+    p.add_argument("--v2-rows", type=int)
+    p.add_argument("--dim", type=int, help="feature dimension D (1024 for EVA-02 large)")
+    p.add_argument("--classes", type=int, help="number of classes K (1000 for ImageNet)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="generator processes")
+
+    p = sub.add_parser("ingest", help="validate the CSVs and write the partitioned Parquet dataset")
+    _common(p)
+    p.add_argument("--raw", help="directory holding the three CSVs under their real names")
+    p.add_argument("--train", help="train CSV (overrides --raw)")
+    p.add_argument("--val", help="val CSV (overrides --raw)")
+    p.add_argument("--v2", help="ImageNetV2 CSV (overrides --raw)")
+    p.add_argument("--out", help="dataset directory (paths.data)")
+    p.add_argument("--classes", type=int, help="labels must lie in [0, K); default 1000")
+    p.add_argument("--max-bad-fraction", type=float, help="fail when more rows than this are bad")
+
+    p = sub.add_parser("train", help="train logistic regression and random forest")
+    _common(p)
+    p.add_argument("--data", help="dataset directory")
+    p.add_argument("--run", help="run directory")
+    p.add_argument("--models", help="comma-separated: lr,rf")
+    p.add_argument("--tune", action="store_true", default=None, help="grid search before the full fit")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace models already in the run")
+
+    for name, text in (("evaluate", "evaluate the models on val and v2, with the gap and its interval"),
+                       ("shift", "measure the shift between val and v2 (train vs val as control)"),
+                       ("visualize", "sample, embed with UMAP and t-SNE, and draw the figures")):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+        p.add_argument("--data", help="dataset directory")
+        p.add_argument("--run", help="run directory")
+
+    p = sub.add_parser("report", help="write report.html and report.md from a run")
+    _common(p)
+    p.add_argument("--run", help="run directory")
+
+    p = sub.add_parser("pipeline", help="run the stages in order, skipping completed ones")
+    _common(p)
+    p.add_argument("--raw")
+    p.add_argument("--data")
+    p.add_argument("--run")
+    p.add_argument("--run-id", help="run directory name under the runs root (default: paths.run)")
+    p.add_argument("--force", action="store_true", help="re-run stages even when complete")
+    p.add_argument("--no-synth", action="store_true", help="use existing CSVs in --raw")
+
+    p = sub.add_parser("package", help="build a zip of gap_spark for spark-submit --py-files")
+    p.add_argument("--out", default="dist/gap_spark.zip")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> tuple[Config, Paths]:
+    """Config = defaults < --config file < command-line options < --set."""
+    overrides: dict = {"paths": {}}
+    cmd = args.command
+    if cmd == "synth":
+        overrides["paths"]["raw"] = args.out
+        overrides["synth"] = {"scale": args.scale, "train_rows": args.train_rows, "val_rows": args.val_rows,
+                              "v2_rows": args.v2_rows, "dim": args.dim, "classes": args.classes,
+                              "seed": args.seed, "workers": args.workers}
+    elif cmd == "ingest":
+        overrides["paths"].update(raw=args.raw, data=args.out)
+        overrides["ingest"] = {"classes": args.classes, "max_bad_fraction": args.max_bad_fraction}
+    elif cmd == "train":
+        overrides["paths"].update(data=args.data, run=args.run)
+        overrides["train"] = {"models": args.models.split(",") if args.models else None,
+                              "overwrite": args.overwrite, "tune": {"enabled": args.tune}}
+    elif cmd in ("evaluate", "shift", "visualize"):
+        overrides["paths"].update(data=args.data, run=args.run)
+    elif cmd == "report":
+        overrides["paths"]["run"] = args.run
+    elif cmd == "pipeline":
+        overrides["paths"].update(raw=args.raw, data=args.data, run=args.run)
+    config = load_config(getattr(args, "config", None), sets=getattr(args, "sets", []), overrides=overrides)
+    paths = Paths.from_config(config)
+    if cmd == "pipeline" and args.run_id:
+        from gap_spark import fs
+        paths = Paths(raw=paths.raw, data=paths.data, run=fs.join(fs_parent(paths.run), args.run_id))
+    return config, paths
+
+
+def fs_parent(path: str) -> str:
+    path = str(path).rstrip("/")
+    return path.rsplit("/", 1)[0] if "/" in path else "."
+
+
+def setup_logging(quiet: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("py4j", "numba", "matplotlib", "PIL", "pynndescent", "umap"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_command(args: argparse.Namespace) -> dict:
+    """Run one parsed command and return its summary."""
+    if args.command == "package":
+        from gap_spark.package import build_zip
+        return {"zip": build_zip(args.out)}
+    config, paths = config_from_args(args)
+    func = stage_function(args.command)
+    spark = None
+    if args.command in NEEDS_SPARK:
+        from gap_spark.session import get_spark
+        spark = get_spark(config, app_name=f"gap-spark {args.command}")
+    if args.command == "ingest":
+        return func(spark, config, paths, train=args.train, val=args.val, v2=args.v2)
+    if args.command == "pipeline":
+        return func(spark, config, paths, force=args.force, synth=not args.no_synth)
+    return func(spark, config, paths)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "quiet", False))
+    try:
+        summary = run_command(args)
+    except GapSparkError as exc:
+        print(f"gap-spark {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"gap-spark {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if summary is not None and not getattr(args, "quiet", False):
+        print(json.dumps(_headline(summary), indent=2, default=str))
+    return 0
+
+
+def _headline(summary: dict) -> dict:
+    """What the terminal shows at the end: the summary without bulky lists."""
+    return {k: v for k, v in summary.items() if not (isinstance(v, list) and len(v) > 20)}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

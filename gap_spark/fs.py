@@ -1,0 +1,176 @@
+"""URI-aware file access for the small files the driver reads and writes.
+
+Paths may be plain local paths, ``file://`` URIs, or remote URIs (``s3a://``, ``gs://``, ``hdfs://`` ...).
+Big data always goes through Spark; this module is for manifests, JSON outputs, figures and reports,
+and never calls ``open()`` on a path that could be remote.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import posixpath
+import uuid
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+# Schemes whose pyarrow name differs from Hadoop's.
+_PYARROW_SCHEME = {"s3a": "s3", "s3n": "s3", "abfss": "abfs"}
+
+
+def has_scheme(path: str) -> bool:
+    parsed = urlparse(str(path))
+    return len(parsed.scheme) > 1 and "://" in str(path)
+
+
+def is_local(path: str) -> bool:
+    return not has_scheme(path) or str(path).startswith("file:")
+
+
+def local_path(path: str) -> str:
+    """The absolute local path of a plain path or a ``file://`` URI."""
+    path = str(path)
+    if path.startswith("file://"):
+        path = path[len("file://"):]
+    elif path.startswith("file:"):
+        path = path[len("file:"):]
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def to_spark_uri(path: str) -> str:
+    """A URI Spark reads the same way on every executor: local paths become absolute ``file://`` URIs."""
+    path = str(path)
+    if is_local(path):
+        return "file://" + local_path(path)
+    return path
+
+
+def join(base: str, *parts: str) -> str:
+    base = str(base)
+    if has_scheme(base):
+        return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts])
+    return os.path.join(base, *parts)
+
+
+def basename(path: str) -> str:
+    return posixpath.basename(str(path).rstrip("/"))
+
+
+def resolve(path: str) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and the path inside it."""
+    path = str(path)
+    if is_local(path):
+        return pafs.LocalFileSystem(), local_path(path)
+    scheme, rest = path.split("://", 1)
+    scheme = _PYARROW_SCHEME.get(scheme, scheme)
+    return pafs.FileSystem.from_uri(f"{scheme}://{rest}")
+
+
+def exists(path: str) -> bool:
+    fs, p = resolve(path)
+    return fs.get_file_info(p).type != pafs.FileType.NotFound
+
+
+def is_dir(path: str) -> bool:
+    fs, p = resolve(path)
+    return fs.get_file_info(p).type == pafs.FileType.Directory
+
+
+def size(path: str) -> int:
+    fs, p = resolve(path)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(path)
+    return int(info.size or 0)
+
+
+def makedirs(path: str) -> None:
+    fs, p = resolve(path)
+    fs.create_dir(p, recursive=True)
+
+
+def delete(path: str) -> None:
+    """Remove a file or a directory tree; a missing path is fine."""
+    fs, p = resolve(path)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.Directory:
+        fs.delete_dir(p)
+    elif info.type != pafs.FileType.NotFound:
+        fs.delete_file(p)
+
+
+def move(src: str, dst: str) -> None:
+    fs, s = resolve(src)
+    _, d = resolve(dst)
+    fs.move(s, d)
+
+
+def list_dir(path: str) -> list[str]:
+    """Names (not paths) directly under ``path``, sorted."""
+    fs, p = resolve(path)
+    infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    return sorted(posixpath.basename(i.path) for i in infos)
+
+
+def read_bytes(path: str) -> bytes:
+    fs, p = resolve(path)
+    with fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def write_bytes(path: str, data: bytes) -> None:
+    """Write through a temporary sibling and a rename, so readers never see half a file."""
+    fs, p = resolve(path)
+    parent = posixpath.dirname(p)
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    tmp = f"{p}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(data)
+    fs.move(tmp, p)
+
+
+def write_text(path: str, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str) -> Any:
+    return json.loads(read_text(path))
+
+
+def write_json(path: str, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def open_text_lines(path: str) -> Iterator[str]:
+    """Lines of a text file (``.gz`` decompressed), without their line ends."""
+    fs, p = resolve(path)
+    with fs.open_input_stream(p) as raw:
+        stream: io.RawIOBase = gzip.GzipFile(fileobj=raw) if p.endswith(".gz") else raw  # type: ignore[assignment]
+        text = io.TextIOWrapper(io.BufferedReader(stream) if not hasattr(stream, "peek") else stream,
+                                encoding="utf-8", newline="")
+        for line in text:
+            yield line.rstrip("\r\n")
+
+
+def read_first_line(path: str) -> str:
+    for line in open_text_lines(path):
+        return line
+    return ""

@@ -6,8 +6,6 @@ and never calls ``open()`` on a path that could be remote.
 """
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import posixpath
@@ -159,18 +157,24 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def open_text_lines(path: str) -> Iterator[str]:
-    """Lines of a text file (``.gz`` decompressed), without their line ends."""
-    fs, p = resolve(path)
-    with fs.open_input_stream(p) as raw:
-        stream: io.RawIOBase = gzip.GzipFile(fileobj=raw) if p.endswith(".gz") else raw  # type: ignore[assignment]
-        text = io.TextIOWrapper(io.BufferedReader(stream) if not hasattr(stream, "peek") else stream,
-                                encoding="utf-8", newline="")
-        for line in text:
-            yield line.rstrip("\r\n")
+def open_text_lines(path: str, block_size: int = 1 << 20) -> Iterator[str]:
+    """Lines of a text file without their line ends (CRLF too); ``.gz`` is decompressed by pyarrow."""
+    filesystem, p = resolve(path)
+    with filesystem.open_input_stream(p, compression="detect") as stream:
+        pending = b""
+        while True:
+            block = stream.read(block_size)
+            if not block:
+                break
+            pending += block
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode("utf-8")
+        if pending:
+            yield pending.rstrip(b"\r").decode("utf-8")
 
 
 def read_first_line(path: str) -> str:
-    for line in open_text_lines(path):
+    for line in open_text_lines(path, block_size=1 << 16):
         return line
     return ""

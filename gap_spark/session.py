@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,9 @@ def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "S
             # spark-submit (behind the gateway) reads spark-defaults.conf and log4j2.properties from here.
             os.environ["SPARK_CONF_DIR"] = directory
         defaults = read_spark_defaults(directory)
+        # Python workers must run this interpreter (with pyarrow, numpy ...), not the first python3 on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     else:
         defaults = {}
 

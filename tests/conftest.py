@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -28,6 +29,8 @@ def spark():
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # Python workers must use this interpreter (the venv), not whatever python3 is on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = (
         SparkSession.builder.master("local[2]")
         .appName("gap-spark-tests")

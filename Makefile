@@ -1,0 +1,41 @@
+# gap-spark: the two README commands, plus packaging and benchmarks.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast install package bench-ingest bench-calibration clean
+
+$(STAMP): setup.py constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "gap-spark needs Python 3.10 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+## The main job on generated data (local[*]); prints where the report is.
+demo: $(STAMP)
+	$(BIN)/gap-spark pipeline --config conf/demo.yaml
+
+## The whole test suite (what CI runs).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## Everything but the slow end-to-end and cluster tests.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not cluster"
+
+## dist/gap_spark.zip for spark-submit --py-files
+package: $(STAMP)
+	$(BIN)/gap-spark package --out dist/gap_spark.zip
+
+bench-ingest: $(STAMP)
+	$(BIN)/python benchmarks/bench_ingest.py --rows 20000 --repeats 3
+
+bench-calibration: $(STAMP)
+	$(BIN)/python benchmarks/calibrate_synth.py --scale 0.1
+
+clean:
+	rm -rf dist build *.egg-info data/demo

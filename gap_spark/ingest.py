@@ -289,32 +289,99 @@ def _accumulator_param():
     return PartitionReports()
 
 
+def _parse_batches(batches: Iterable[pa.RecordBatch], parser: LineParser, batch_rows: int, reports,
+                   partition: int) -> Iterator[pa.RecordBatch]:
+    """Good rows of one partition's line batches; at the end, its report goes to the accumulator."""
+    lines_seen, kept, dropped = 0, [], 0
+    for batch in batches:
+        for start in range(0, batch.num_rows, batch_rows):
+            part = batch.slice(start, batch_rows)
+            result = parser.parse(part.column("pos"), part.column("value"))
+            lines_seen += result.lines
+            room = max(MAX_BAD_KEPT_PER_PARTITION - len(kept), 0)
+            kept.extend((b.pos, b.kind, b.reason) for b in result.bad[:room])
+            dropped += max(0, len(result.bad) - room)
+            yield from result.good
+    reports.add({partition: {"lines": lines_seen, "bad": kept, "bad_not_kept": dropped}})
+
+
+def _partition_id() -> int:
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return context.partitionId() if context else -1
+
+
 def parse_text_frame(lines_df: "DataFrame", dim: int, classes: int, header: str, batch_rows: int,
                      reports) -> "DataFrame":
     """``(pos long, value string)`` lines -> dataset rows; bad rows are reported to ``reports``."""
-    from pyspark import TaskContext
+    from pyspark.sql import types as T
 
     parser = LineParser(dim, classes, header)
 
     def parse_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        context = TaskContext.get()
-        partition = context.partitionId() if context else -1
-        lines_seen, kept, dropped = 0, [], 0
-        for batch in batches:
-            for start in range(0, batch.num_rows, batch_rows):
-                part = batch.slice(start, batch_rows)
-                result = parser.parse(part.column("pos"), part.column("value"))
-                lines_seen += result.lines
-                room = MAX_BAD_KEPT_PER_PARTITION - len(kept)
-                kept.extend((b.pos, b.kind, b.reason) for b in result.bad[:max(room, 0)])
-                dropped += max(0, len(result.bad) - max(room, 0))
-                yield from result.good
-        reports.add({partition: {"lines": lines_seen, "bad": kept, "bad_not_kept": dropped}})
-
-    from pyspark.sql import types as T
+        yield from _parse_batches(batches, parser, batch_rows, reports, _partition_id())
 
     schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in dataset_schema().fields])
     return lines_df.mapInArrow(parse_partition, schema)
+
+
+PART_SCHEMA = "partition int, rows long, file string"
+
+
+def write_parsed_parts(lines_df: "DataFrame", dim: int, classes: int, header: str, batch_rows: int, reports,
+                       out_uri: str, compression: str, row_group_rows: int = 16_384) -> "DataFrame":
+    """Parse each partition and write its good rows as one Parquet file, ``part-<partition>.parquet``.
+
+    The Python worker writes the file with pyarrow, so the 4 KB feature arrays never cross back into
+    the JVM: that round trip and Spark's row-wise array writer cost more than parsing. A file's name
+    depends only on its partition and is written under a temporary name, then renamed, so a retried or
+    speculative task replaces it with the same content. Returns one ``(partition, rows, file)`` row a
+    partition; the files are written when an action runs.
+    """
+    import pyarrow.parquet as pq
+
+    parser = LineParser(dim, classes, header)
+    schema = output_arrow_schema()
+
+    def write_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        from pyspark import TaskContext
+
+        partition = _partition_id()
+        context = TaskContext.get()
+        attempt = context.attemptNumber() if context else 0
+        filesystem, base = fs.resolve(out_uri)
+        final = f"{base}/part-{partition:05d}.parquet"
+        tmp = f"{base}/_tmp-part-{partition:05d}-{attempt}-{uuid.uuid4().hex[:6]}.parquet"
+        writer, pending, pending_rows, rows = None, [], 0, 0
+
+        def flush() -> None:
+            nonlocal writer, pending, pending_rows
+            if not pending:
+                return
+            if writer is None:
+                filesystem.create_dir(base, recursive=True)
+                writer = pq.ParquetWriter(filesystem.open_output_stream(tmp), schema, compression=compression)
+            writer.write_table(pa.Table.from_batches(pending, schema=schema))
+            pending, pending_rows = [], 0
+
+        for batch in _parse_batches(batches, parser, batch_rows, reports, partition):
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            rows += batch.num_rows
+            if pending_rows >= row_group_rows:
+                flush()
+        flush()
+        name = None
+        if writer is not None:
+            writer.close()
+            filesystem.move(tmp, final)
+            name = final.rsplit("/", 1)[1]
+        yield pa.RecordBatch.from_pylist([{"partition": partition, "rows": rows, "file": name}],
+                                         schema=pa.schema([("partition", pa.int32()), ("rows", pa.int64()),
+                                                           ("file", pa.string())]))
+
+    return lines_df.mapInArrow(write_partition, PART_SCHEMA)
 
 
 def read_lines(spark: "SparkSession", uri: str, min_partitions: int) -> "DataFrame":
@@ -421,10 +488,12 @@ def _ingest_split(spark: "SparkSession", split: str, source: str, source_bytes: 
 
     reports = spark.sparkContext.accumulator({}, _accumulator_param())
     lines = read_lines(spark, source, spark.sparkContext.defaultParallelism)
-    parsed = parse_text_frame(lines, dim, classes, header, int(settings["batch_rows"]), reports)
     out = split_path(staging, split)
-    spark.sparkContext.setJobDescription(f"ingest {split}: parse and write")
-    parsed.write.mode("overwrite").option("compression", settings["compression"]).parquet(fs.to_spark_uri(out))
+    spark.sparkContext.setJobDescription(f"ingest {split}: parse, validate and write")
+    parts = write_parsed_parts(lines, dim, classes, header, int(settings["batch_rows"]), reports,
+                               out, settings["compression"]).collect()
+    if not any(p["file"] for p in parts):
+        fs.makedirs(out)  # no good rows at all: an empty split still reads as an empty frame
 
     report = reports.value
     rows_read = sum(r["lines"] for r in report.values())

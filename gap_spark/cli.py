@@ -12,7 +12,7 @@ import sys
 from typing import Callable, Sequence
 
 from gap_spark.config import Config, load_config
-from gap_spark.errors import GapSparkError
+from gap_spark.errors import GapSparkError, describe_input_failure
 from gap_spark.paths import Paths
 
 log = logging.getLogger("gap_spark")
@@ -141,6 +141,8 @@ def fs_parent(path: str) -> str:
 def setup_logging(quiet: bool = False) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # DataFrameQueryContextLogger repeats every query error as JSON with its Java trace.
+    logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
     for noisy in ("py4j", "numba", "matplotlib", "PIL", "pynndescent", "umap"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -175,6 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gap-spark {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        explained = describe_input_failure(exc)
+        if explained is None:
+            raise  # a bug: keep the traceback
+        print(f"gap-spark {args.command}: error: {explained}", file=sys.stderr)
+        return 2
     if summary is not None and not getattr(args, "quiet", False):
         print(json.dumps(_headline(summary), indent=2, default=str))
     return 0

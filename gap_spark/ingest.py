@@ -494,6 +494,9 @@ def _ingest_split(spark: "SparkSession", split: str, source: str, source_bytes: 
                                out, settings["compression"]).collect()
     if not any(p["file"] for p in parts):
         fs.makedirs(out)  # no good rows at all: an empty split still reads as an empty frame
+    for name in fs.list_dir(out):
+        if name.startswith("_tmp-"):  # left by task attempts that died mid-write (lost executor)
+            fs.delete(fs.join(out, name))
 
     report = reports.value
     rows_read = sum(r["lines"] for r in report.values())

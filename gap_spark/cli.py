@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw")
     p.add_argument("--data")
     p.add_argument("--run")
-    p.add_argument("--run-id", help="run directory name under the runs root (default: paths.run)")
+    p.add_argument("--run-id", help="run directory name beside paths.run ('auto': run-YYYYmmdd-HHMMSS, UTC)")
     p.add_argument("--force", action="store_true", help="re-run stages even when complete")
     p.add_argument("--no-synth", action="store_true", help="use existing CSVs in --raw")
 
@@ -128,8 +128,11 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Paths]:
     config = load_config(getattr(args, "config", None), sets=getattr(args, "sets", []), overrides=overrides)
     paths = Paths.from_config(config)
     if cmd == "pipeline" and args.run_id:
+        import time
+
         from gap_spark import fs
-        paths = Paths(raw=paths.raw, data=paths.data, run=fs.join(fs_parent(paths.run), args.run_id))
+        run_id = time.strftime("run-%Y%m%d-%H%M%S", time.gmtime()) if args.run_id == "auto" else args.run_id
+        paths = Paths(raw=paths.raw, data=paths.data, run=fs.join(fs_parent(paths.run), run_id))
     return config, paths
 
 

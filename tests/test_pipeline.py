@@ -1,0 +1,82 @@
+"""The README's first command end to end at a tiny size, and the pipeline's resume behaviour."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gap_spark import cli, fs
+from gap_spark.config import load_config
+from gap_spark.paths import Paths
+from gap_spark.pipeline import STAGES, StageFailed, run_pipeline
+from tests.cluster import REPO
+
+TINY = ["synth.train_rows=1600", "synth.val_rows=800", "synth.v2_rows=800", "synth.dim=16", "synth.classes=8",
+        "synth.superclass_size=4", "synth.workers=1", "train.rf.num_trees=4", "train.rf.max_depth=4",
+        "train.rf.pca_k=8", "train.lr.max_iter=30", "evaluate.bootstrap_replicates=30",
+        "shift.bootstrap_replicates=30", "shift.domain_sample_per_set=400", "shift.domain_pca_k=4",
+        "visualize.sample_size=300", "visualize.classes=4", "visualize.pca_dims=8"]
+
+
+def tiny_sets(root) -> list[str]:
+    return TINY + [f"paths.raw={root}/raw", f"paths.data={root}/dataset", f"paths.run={root}/runs/latest"]
+
+
+@pytest.mark.slow
+def test_readme_first_command_end_to_end_then_resume(spark, tmp_path, capsys):
+    # `make demo` runs exactly `gap-spark pipeline --config conf/demo.yaml`; here at a tiny size.
+    argv = ["pipeline", "--config", str(REPO / "conf" / "demo.yaml")]
+    for item in tiny_sets(tmp_path):
+        argv += ["--set", item]
+    assert cli.main(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["report"].endswith("report.html")
+    assert all(printed["stages"][s]["status"] == "done" for s in STAGES)
+
+    run = tmp_path / "runs" / "latest"
+    manifest = fs.read_json(str(tmp_path / "dataset" / "_manifest.json"))
+    assert manifest["splits"]["v2"]["rows_written"] == 800 and manifest["classes"] == 8
+    metrics = fs.read_json(str(run / "metrics.json"))
+    for model in ("lr", "rf"):
+        assert (run / "models" / model).is_dir()
+        assert 0 <= metrics["models"][model]["val"]["accuracy"] <= 1
+    lr = metrics["models"]["lr"]
+    assert lr["val"]["accuracy"] > lr["v2"]["accuracy"]  # the generated shift shows
+    assert (run / "shift.json").exists() and (run / "report.md").exists()
+    assert len(list((run / "figures").glob("*.png"))) >= 5
+    html = (run / "report.html").read_text()
+    assert f"{lr['val']['accuracy'] * 100:.1f}" in html
+
+    # A re-run with the same inputs skips every stage.
+    config = load_config(str(REPO / "conf" / "demo.yaml"), sets=tiny_sets(tmp_path))
+    paths = Paths.from_config(config)
+    again = run_pipeline(spark, config, paths)
+    assert {s["status"] for s in again["stages"].values()} == {"skipped"}
+
+    # A changed evaluation setting re-runs evaluate and what reads it, nothing upstream.
+    changed = config.with_overrides(sets=["evaluate.bootstrap_replicates=20"])
+    partial = run_pipeline(spark, changed, paths)
+    status = {s: v["status"] for s, v in partial["stages"].items()}
+    assert status == {"synth": "skipped", "ingest": "skipped", "train": "skipped", "evaluate": "done",
+                      "shift": "done", "visualize": "done", "report": "done"}
+
+
+def test_failed_stage_is_named_and_exits_non_zero(spark, tmp_path, capsys):
+    (tmp_path / "raw").mkdir()
+    argv = ["pipeline", "--no-synth", "--set", f"paths.raw={tmp_path}/raw", "--set", f"paths.data={tmp_path}/ds",
+            "--set", f"paths.run={tmp_path}/run"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "stage 'ingest' failed" in err and "train CSV not found" in err
+
+    config = load_config(sets=[f"paths.raw={tmp_path}/raw", f"paths.data={tmp_path}/ds",
+                               f"paths.run={tmp_path}/run"])
+    with pytest.raises(StageFailed) as info:
+        run_pipeline(spark, config, Paths.from_config(config), synth=False, stages=("train",))
+    assert info.value.stage == "train" and "dataset not found" in str(info.value)
+
+
+def test_run_id_names_the_run_directory(tmp_path):
+    args = cli.build_parser().parse_args(["pipeline", "--run", f"{tmp_path}/runs/latest", "--run-id", "2026-11-28"])
+    _, paths = cli.config_from_args(args)
+    assert paths.run == f"{tmp_path}/runs/2026-11-28"

@@ -14,7 +14,7 @@ from tests.cluster import REPO
 TINY = ["synth.train_rows=1600", "synth.val_rows=800", "synth.v2_rows=800", "synth.dim=16", "synth.classes=8",
         "synth.superclass_size=4", "synth.workers=1", "train.rf.num_trees=4", "train.rf.max_depth=4",
         "train.rf.pca_k=8", "train.lr.max_iter=30", "evaluate.bootstrap_replicates=30",
-        "shift.bootstrap_replicates=30", "shift.domain_sample_per_set=400", "shift.domain_pca_k=4",
+        "shift.domain_sample_per_set=400", "shift.domain_pca_k=4",
         "visualize.sample_size=300", "visualize.classes=4", "visualize.pca_dims=8"]
 
 

@@ -146,7 +146,7 @@ def setup_logging(quiet: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     # DataFrameQueryContextLogger repeats every query error as JSON with its Java trace.
     logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
-    for noisy in ("py4j", "numba", "matplotlib", "PIL", "pynndescent", "umap"):
+    for noisy in ("py4j", "numba", "matplotlib", "PIL", "pynndescent", "umap", "openTSNE"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -52,7 +52,8 @@ def write_split(world: World, split: str, rows: int, out_dir: str, first_id: int
             labels = labels_all[start:start + CHUNK]
             x = np.ascontiguousarray(world.sample(split, labels, rng), dtype=np.float32)
             ids = np.arange(first_id + start, first_id + start + len(labels), dtype=np.int64)
-            features = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), world.spec.dim).cast(schema.field("features").type)
+            features = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), world.spec.dim)
+            features = features.cast(schema.field("features").type)
             writer.write_table(pa.table({"row_id": ids, "path": [f"img/{i}.jpg" for i in ids],
                                          "label": labels.astype(np.int32), "features": features}, schema=schema))
 
@@ -79,8 +80,9 @@ def fit_model(data_dir: str, run_dir: str, max_iter: int, driver_memory: str) ->
     from gap_spark.features import feature_stages, output_column
     from gap_spark.session import get_spark
 
-    spark = get_spark(load_config(sets=[f"spark.conf.spark.driver.memory={driver_memory}",
-                                        "spark.conf.spark.ui.enabled=false", "spark.conf.spark.ui.showConsoleProgress=false"]), app_name="bench-evaluate-fit")
+    quiet = ["spark.conf.spark.ui.enabled=false", "spark.conf.spark.ui.showConsoleProgress=false"]
+    spark = get_spark(load_config(sets=[f"spark.conf.spark.driver.memory={driver_memory}", *quiet]),
+                      app_name="bench-evaluate-fit")
     spark.sparkContext.setLogLevel("ERROR")
     train = read_split(spark, data_dir, "train").cache()
     started = time.time()

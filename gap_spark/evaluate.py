@@ -512,8 +512,9 @@ def accuracy_metrics(pred_df: "DataFrame", confidence_threshold: float = 0.5) ->
     out["macro_f1"] = macro_f1(class_counts(pred_df))
     out["mean_confidence"] = float(totals["mean_confidence"])
     out["confident_fraction"] = confident_rows / rows
-    out["confident_accuracy"] = (float(totals["confident_correct"]) / confident_rows) if confident_rows else None
-    out["unconfident_accuracy"] = (float(totals["unconfident_correct"]) / unconfident_rows) if unconfident_rows else None
+    out["confident_accuracy"] = float(totals["confident_correct"]) / confident_rows if confident_rows else None
+    out["unconfident_accuracy"] = (float(totals["unconfident_correct"]) / unconfident_rows
+                                   if unconfident_rows else None)
     return out
 
 
@@ -626,12 +627,13 @@ def bootstrap_replicates(pred_df: "DataFrame", replicates: int, seed: int, strea
     counts = weighted.select(*by, "rep", F.inline(parts)).groupBy(*by, "rep", "kind", "key").agg(
         F.sum("n").alias("n"), F.sum("tp").alias("tp"), F.sum("predicted").alias("predicted"),
         F.sum("conf").alias("conf"))
-    per_class = counts.where(F.col("kind") == CLASS).groupBy(*by, "rep").agg(
-        F.avg(macro_f1_column(F.col("n"), F.col("tp"), F.col("predicted"))).alias("macro_f1"))
-    per_bin = counts.where(F.col("kind") == BIN).groupBy(*by, "rep").agg(
-        (F.sum("tp") / F.sum("n")).alias("accuracy"),
-        (F.sum(F.abs(F.col("tp") - F.col("conf"))) / F.sum("n")).alias("ece"))
-    return per_bin.join(per_class, [*by, "rep"]).select(*by, "rep", "accuracy", "macro_f1", "ece")
+    # One aggregation for both kinds: filtering each kind into its own branch would let Spark push
+    # the filter below the first aggregation and run the whole weighted pass twice.
+    is_class, is_bin = F.col("kind") == CLASS, F.col("kind") == BIN
+    return counts.groupBy(*by, "rep").agg(
+        (F.sum(F.when(is_bin, F.col("tp"))) / F.sum(F.when(is_bin, F.col("n")))).alias("accuracy"),
+        F.avg(F.when(is_class, macro_f1_column(F.col("n"), F.col("tp"), F.col("predicted")))).alias("macro_f1"),
+        (F.sum(F.when(is_bin, F.abs(F.col("tp") - F.col("conf")))) / F.sum(F.when(is_bin, F.col("n")))).alias("ece"))
 
 
 GAP_METRICS = ("accuracy", "macro_f1", "ece")

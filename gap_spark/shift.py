@@ -36,12 +36,15 @@ Three kinds of evidence
    actual differences are several times smaller. Heavy tails loosen the W1 bound, since the overflow
    bins are wide. Means and standard deviations are exact up to float64 rounding.
 
-2. **Domain classifier** (:func:`domain_auc`), a two-sample test: a balanced sample of
-   ``shift.domain_sample_per_set`` rows per set, ``shift.domain_folds``-fold cross-validated logistic
-   regression (on standardised features, and on ``shift.domain_pca_k`` principal components of them).
-   The out-of-fold scores give the ROC AUC (``BinaryClassificationEvaluator``, exact: ``numBins=0``)
-   and a 95% DeLong interval (:func:`delong_interval`). 0.5 means the sets cannot be told apart. The
-   features it leans on are those with the largest mean ``|coefficient|`` over the folds.
+2. **Domain classifier** (:func:`domain_auc`), a two-sample test: a sample of about
+   ``shift.domain_sample_per_set`` rows per set with the same number of rows per class from both sets
+   (:func:`balanced_sample`), ``shift.domain_folds``-fold cross-validated logistic regression with the
+   folds taken within each class, on standardised features and on ``shift.domain_pca_k`` principal
+   components of them. Matching the classes keeps the label shift (reported apart) out of this test and
+   avoids the AUC falling below 0.5 under cross-validation when nothing shifts. The out-of-fold scores
+   give the ROC AUC (``BinaryClassificationEvaluator``, exact: ``numBins=0``) and a 95% DeLong interval
+   (:func:`delong_interval`). 0.5 means the sets cannot be told apart within classes. The features it
+   leans on are those with the largest mean ``|coefficient|`` over the folds.
 
 3. **Label and confidence shift**: total variation distance and a chi-square test of homogeneity
    between the label histograms of the full splits (:func:`label_shift`; train is not sampled here,
@@ -293,7 +296,8 @@ def delong_interval(labels: np.ndarray, scores: np.ndarray, level: float = 0.95)
     Returns
     -------
     dict
-        ``auc``, ``se`` and ``ci`` (``[lo, hi]``, clipped to ``[0, 1]``).
+        ``auc``, ``se``, ``half_width`` (``z * se``) and ``ci`` (``auc -+ half_width``, clipped to
+        ``[0, 1]``).
     """
     from scipy.stats import norm, rankdata
 
@@ -309,8 +313,9 @@ def delong_interval(labels: np.ndarray, scores: np.ndarray, level: float = 0.95)
     v01 = 1.0 - (ranks[m:] - rankdata(negatives)) / m
     auc = float(v10.mean())
     se = math.sqrt(v10.var(ddof=1) / m + v01.var(ddof=1) / n)
-    z = float(norm.ppf(0.5 + level / 2))
-    return {"auc": auc, "se": se, "ci": [max(0.0, auc - z * se), min(1.0, auc + z * se)]}
+    half_width = float(norm.ppf(0.5 + level / 2)) * se
+    return {"auc": auc, "se": se, "half_width": half_width,
+            "ci": [max(0.0, auc - half_width), min(1.0, auc + half_width)]}
 
 
 # --------------------------------------------------------------------------- Arrow batch helpers
@@ -623,46 +628,109 @@ def summarise_feature_shift(stats: "pd.DataFrame", pair: str, threshold: float, 
     }
 
 
-def set_rows(stats: "pd.DataFrame") -> dict[str, int]:
-    """Rows of every set named in collected statistics (``n_a``/``n_b`` of its first row)."""
-    rows: dict[str, int] = {}
-    for side in ("a", "b"):
-        for name, n in zip(stats[f"set_{side}"], stats[f"n_{side}"]):
-            rows.setdefault(str(name), int(n))
-    return rows
-
-
 # --------------------------------------------------------------------------- Spark: domain classifier
 
 
+def matched_quotas(counts_a: Mapping[Any, int], counts_b: Mapping[Any, int], rows_per_set: int,
+                   seed: int = 0) -> dict[Any, int]:
+    """Rows to take per stratum from *each* set: the same number from both, about ``rows_per_set`` in all.
+
+    A stratum gets at most the rows both sets have of it; the total is filled evenly (the largest equal
+    quota every stratum can take, then one more for randomly chosen strata that still have rows).
+
+    Parameters
+    ----------
+    counts_a, counts_b : mapping of stratum to int
+        Rows per stratum (class) in each set.
+    rows_per_set : int
+        Target rows per set.
+    seed : int
+        Seed of the choice of strata that take one more row.
+
+    Returns
+    -------
+    dict
+        Stratum to quota, strata present in both sets only; the quotas sum to
+        ``min(rows_per_set, sum of min(counts_a, counts_b))``.
+    """
+    shared = sorted(set(counts_a) & set(counts_b), key=repr)
+    room = np.array([min(int(counts_a[c]), int(counts_b[c])) for c in shared], dtype=np.int64)
+    if room.sum() <= rows_per_set:
+        return {c: int(r) for c, r in zip(shared, room) if r > 0}
+    # The largest q with sum(min(room, q)) <= rows_per_set, by bisection on [0, max(room)].
+    low, high = 0, int(room.max())
+    while low < high:
+        mid = (low + high + 1) // 2
+        if np.minimum(room, mid).sum() <= rows_per_set:
+            low = mid
+        else:
+            high = mid - 1
+    quota = np.minimum(room, low)
+    left = int(rows_per_set - quota.sum())
+    candidates = np.flatnonzero(room > low)
+    chosen = np.random.default_rng(seed).choice(candidates, size=left, replace=False)
+    quota[chosen] += 1
+    return {c: int(q) for c, q in zip(shared, quota) if q > 0}
+
+
 def balanced_sample(df_a: "DataFrame", df_b: "DataFrame", rows_per_set: int, seed: int,
-                    count_a: int | None = None, count_b: int | None = None) -> "DataFrame":
-    """Up to ``rows_per_set`` random rows of each frame, the same number from both where they have it.
+                    strata: str | None = LABEL_COL) -> "DataFrame":
+    """Random rows of two frames, the same number from each, and within each class the same number too.
+
+    Matching the classes matters for the domain classifier. The features say which class a row is,
+    so a sample whose sets differ in class make-up lets the classifier score the classes, not a shift
+    (that is the label shift, measured apart). Worse, under cross-validation a class with more rows of
+    one set in the training folds has fewer of it in the held-out fold, which drives the AUC *below*
+    0.5 when there is no shift at all. With the same rows per class and set, and folds taken within
+    each class (:func:`domain_auc` uses ``stratum_rank``), neither can happen.
+
+    Parameters
+    ----------
+    df_a, df_b : DataFrame
+        Frames with ``features`` and, unless ``strata`` is None, the class column ``strata``.
+    rows_per_set : int
+        Target rows per set (fewer when the classes the sets share have fewer rows).
+    seed : int
+        Seed of the sampling.
+    strata : str or None
+        The class column to match on; None samples each set as a whole.
 
     Returns
     -------
     DataFrame
-        ``features, label`` with label 0.0 for rows of ``df_a`` and 1.0 for rows of ``df_b``.
+        ``features``, ``label`` (0.0 for rows of ``df_a``, 1.0 for rows of ``df_b``), ``stratum`` and
+        ``stratum_rank`` (1, 2, ... in random order within each stratum and set).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    count_a = df_a.count() if count_a is None else int(count_a)
-    count_b = df_b.count() if count_b is None else int(count_b)
-    n = min(int(rows_per_set), count_a, count_b)
-    if n < 1:
-        raise DatasetError("cannot sample for the domain classifier: a set is empty")
+    frames = []
+    for frame in (df_a, df_b):
+        stratum = F.col(strata).cast("long") if strata else F.lit(0).cast("long")
+        frames.append(frame.select(F.col(FEATURES_COL), stratum.alias("stratum")))
+    counts = [{int(r["stratum"]): int(r["count"]) for r in f.groupBy("stratum").count().collect()} for f in frames]
+    quotas = matched_quotas(counts[0], counts[1], int(rows_per_set), seed)
+    if not quotas:
+        raise DatasetError("cannot sample for the domain classifier: the two sets share no class")
 
-    def oversample(frame: "DataFrame", count: int, label: float, salt: int) -> "DataFrame":
-        # Bernoulli sampling with a margin of ~10 sd, then exactly n by a random order below.
-        fraction = min(1.0, (1.1 * n + 100) / count)
-        sampled = frame.sample(withReplacement=False, fraction=fraction, seed=seed + salt) if fraction < 1 else frame
-        return sampled.select(F.col(FEATURES_COL), F.lit(label).alias(LABEL_COL))
-
-    both = oversample(df_a, count_a, 0.0, 1).unionByName(oversample(df_b, count_b, 1.0, 2))
-    both = both.withColumn("_order", F.rand(seed + 3))
-    rank = F.row_number().over(Window.partitionBy(LABEL_COL).orderBy("_order"))
-    return both.withColumn("_rank", rank).filter(F.col("_rank") <= n).drop("_order", "_rank")
+    parts = []
+    for i, (frame, count) in enumerate(zip(frames, counts)):
+        # Bernoulli sampling per class with a margin (about 3 sd plus 10 rows), then exact counts below.
+        fractions = {c: min(1.0, (1.1 * q + 3 * math.sqrt(q) + 10) / count[c]) for c, q in quotas.items()}
+        sampled = frame.sampleBy("stratum", fractions, seed=seed + 1 + i)
+        parts.append(sampled.withColumn(LABEL_COL, F.lit(float(i))))
+    both = parts[0].unionByName(parts[1]).withColumn("_order", F.rand(seed + 3))
+    quota_frame = df_a.sparkSession.createDataFrame(list(quotas.items()), "stratum long, _quota long")
+    group, stratum = Window.partitionBy("stratum", LABEL_COL), Window.partitionBy("stratum")
+    both = (both.join(F.broadcast(quota_frame), "stratum")
+            .withColumn("stratum_rank", F.row_number().over(group.orderBy("_order")))
+            .withColumn("_available", F.count(F.lit(1)).over(group)))
+    # Both sets take the same number per class, even where the Bernoulli step fell short for one.
+    take = F.least(F.col("_quota"), F.min("_available").over(stratum))
+    both = (both.withColumn("_sets", F.size(F.collect_set(LABEL_COL).over(stratum)))
+            .withColumn("_take", take)
+            .filter((F.col("_sets") == 2) & (F.col("stratum_rank") <= F.col("_take"))))
+    return both.select(FEATURES_COL, LABEL_COL, "stratum", "stratum_rank")
 
 
 def _domain_pipeline(pca_k: int | None, reg_param: float, max_iter: int):
@@ -717,9 +785,11 @@ def domain_auc(sample: "DataFrame", folds: int = 3, seed: int = 13, pca_k: int |
     Parameters
     ----------
     sample : DataFrame
-        ``features array<float>, label double`` (see :func:`balanced_sample`).
+        ``features array<float>, label double`` and, optionally, ``stratum_rank`` (see
+        :func:`balanced_sample`).
     folds : int
-        Number of cross-validation folds (rows are assigned at random).
+        Number of cross-validation folds: by ``stratum_rank`` (row ``r`` of its class and set goes to
+        fold ``(r - 1) mod folds``) when the sample has it, otherwise at random.
     seed : int
         Seed of the fold assignment.
     pca_k : int or None
@@ -743,8 +813,13 @@ def domain_auc(sample: "DataFrame", folds: int = 3, seed: int = 13, pca_k: int |
     from pyspark.ml.functions import array_to_vector, vector_to_array
     from pyspark.sql import functions as F
 
+    if "stratum_rank" in sample.columns:
+        # Folds within each class and set, so every fold has the same rows per class from both sets.
+        fold = ((F.col("stratum_rank") - 1) % folds).cast("int")
+    else:
+        fold = F.floor(F.rand(seed) * folds).cast("int")
     data = sample.select(array_to_vector(FEATURES_COL).alias("vector"), F.col(LABEL_COL).cast("double"),
-                         F.floor(F.rand(seed) * folds).cast("int").alias("fold")).persist()
+                         fold.alias("fold")).persist()
     try:
         summary = data.groupBy(LABEL_COL).agg(F.count(F.lit(1)).alias("rows"),
                                               F.max(F.size(vector_to_array("vector"))).alias("dim")).collect()
@@ -769,7 +844,7 @@ def domain_auc(sample: "DataFrame", folds: int = 3, seed: int = 13, pca_k: int |
             finally:
                 scored.unpersist()
             interval = delong_interval(local[LABEL_COL].to_numpy(), local["score"].to_numpy())
-            half = (interval["ci"][1] - interval["ci"][0]) / 2
+            half = interval["half_width"]
             out[f"auc{suffix}"] = auc
             # DeLong's interval, centred on the evaluator's AUC (the two agree; numBins=0 is exact).
             out[f"ci95{suffix}"] = [max(0.0, auc - half), min(1.0, auc + half)]
@@ -960,13 +1035,11 @@ def run_shift(spark: "SparkSession", config: "Config", paths: "Paths") -> dict:
         features = {pair: summarise_feature_shift(local, pair, settings.smd_threshold, settings.top_features)
                     for pair, _, _ in pairs}
         phases["feature_stats"] = time.time() - t
-        rows = set_rows(local)
 
         t = time.time()
         domain = {}
         for i, (pair, a, b) in enumerate(pairs):
-            sample = balanced_sample(sets[a], sets[b], settings.domain_sample_per_set, settings.seed + 100 * i,
-                                     rows[a], rows[b])
+            sample = balanced_sample(sets[a], sets[b], settings.domain_sample_per_set, settings.seed + 100 * i)
             domain[pair] = domain_auc(sample, settings.domain_folds, settings.seed + 100 * i,
                                       settings.domain_pca_k, settings.domain_reg_param, settings.domain_max_iter,
                                       settings.top_features)

@@ -215,7 +215,7 @@ def test_ece_bin_edges(spark):
 # ------------------------------------------------------------------------------------------------
 
 def test_poisson_weights_are_poisson_one_and_deterministic(spark):
-    n, b = 4000, 25
+    n, b = 2000, 25
     frame = pred_rows(spark, [0] * n, [0] * n)
     weights = ev.bootstrap_weights(frame, b, seed=5, stream=1)
     counts = {r["w"]: r["count"] for r in weights.groupBy("w").count().collect()}
@@ -228,10 +228,12 @@ def test_poisson_weights_are_poisson_one_and_deterministic(spark):
     for w in range(4):
         assert counts.get(w, 0) / total == pytest.approx(math.exp(-1) / math.factorial(w), abs=0.01)
     # The weights depend only on (seed, stream, row_id, rep): not on partitioning or order.
-    again = ev.bootstrap_weights(frame.repartition(3).orderBy(F.desc("row_id")), b, seed=5, stream=1)
-    assertDataFrameEqual(again.select("row_id", "rep", "w"), weights.select("row_id", "rep", "w"))
-    other = ev.bootstrap_weights(frame, b, seed=5, stream=2).select("row_id", "rep", "w")
-    assert other.exceptAll(weights.select("row_id", "rep", "w")).count() > n * b * 0.3
+    keys = ["row_id", "rep", "w"]
+    again = ev.bootstrap_weights(frame.repartition(3).orderBy(F.desc("row_id")), b, seed=5, stream=1).select(keys)
+    assert again.exceptAll(weights.select(keys)).count() == 0
+    assert weights.select(keys).exceptAll(again).count() == 0
+    other = ev.bootstrap_weights(frame, b, seed=5, stream=2).select(keys)
+    assert other.exceptAll(weights.select(keys)).count() > n * b * 0.3
 
 
 def test_bootstrap_replicates_equal_numpy_on_the_same_weights(spark):
@@ -285,7 +287,8 @@ def population_gap(model, spec: SynthSpec, n: int = 200_000) -> float:
 def test_bootstrap_interval_matches_the_normal_approximation(spark, model):
     n = 1500
     val, v2 = shifted_pair(spark, model, SPEC, n, seed=30)
-    acc = {name: ev.accuracy_metrics(f)["accuracy"] for name, f in (("val", val), ("v2", v2))}
+    acc = {name: f.agg(F.avg((F.col("label") == F.col("prediction")).cast("double"))).first()[0]
+           for name, f in (("val", val), ("v2", v2))}
     gap = ev.bootstrap_gap(val, v2, replicates=400, seed=9)
     se = math.sqrt(acc["val"] * (1 - acc["val"]) / n + acc["v2"] * (1 - acc["v2"]) / n)
     d = acc["val"] - acc["v2"]

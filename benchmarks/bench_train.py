@@ -272,17 +272,17 @@ def run_levers(args, spark, blas: str) -> dict:
     print(f"{'lever':<34} {'s/iter':>7} {'to 1st iter s':>14} {'fit s':>7}")
     one(args.cores, "MEMORY_AND_DISK", 1.0)  # warm-up, not counted
     rows = []
-    for block in [float(b) for b in args.lever_blocks.split(",")]:
+    for block in [float(b) for b in args.lever_blocks.split(",") if b]:
         r = one(args.cores, "MEMORY_AND_DISK", block)
         rows.append({"lever": "maxBlockSizeInMB", "value": block, **r})
         print(f"{'maxBlockSizeInMB=' + str(block):<34} {r['s_per_iter_log']:>7.2f} {r['first_iteration_after_s']:>14.1f} "
               f"{r['seconds']:>7.1f}", flush=True)
-    for parts in [int(p) for p in args.lever_partitions.split(",")]:
+    for parts in [int(p) for p in args.lever_partitions.split(",") if p]:
         r = one(parts, "MEMORY_AND_DISK", 1.0)
         rows.append({"lever": "partitions", "value": parts, **r})
         print(f"{'partitions=' + str(parts) + f' ({parts / args.cores:g}/core)':<34} {r['s_per_iter_log']:>7.2f} "
               f"{r['first_iteration_after_s']:>14.1f} {r['seconds']:>7.1f}", flush=True)
-    for level in args.lever_storage.split(","):
+    for level in [s for s in args.lever_storage.split(",") if s]:
         r = one(args.cores, level, 1.0)
         rows.append({"lever": "storage_level", "value": level, **r})
         print(f"{'storage_level=' + level:<34} {r['s_per_iter_log']:>7.2f} {r['first_iteration_after_s']:>14.1f} "

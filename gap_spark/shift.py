@@ -785,11 +785,12 @@ def domain_auc(sample: "DataFrame", folds: int = 3, seed: int = 13, pca_k: int |
     Parameters
     ----------
     sample : DataFrame
-        ``features array<float>, label double`` and, optionally, ``stratum_rank`` (see
-        :func:`balanced_sample`).
+        ``features array<float>, label double`` and, optionally, ``stratum`` and ``stratum_rank``
+        (see :func:`balanced_sample`).
     folds : int
-        Number of cross-validation folds: by ``stratum_rank`` (row ``r`` of its class and set goes to
-        fold ``(r - 1) mod folds``) when the sample has it, otherwise at random.
+        Number of cross-validation folds. With ``stratum_rank``, each set's rows, ordered by class and
+        rank, are dealt round-robin (the n-th row goes to fold ``(n - 1) mod folds``), so every fold
+        has the same rows per class from both sets; otherwise folds are random.
     seed : int
         Seed of the fold assignment.
     pca_k : int or None
@@ -814,8 +815,14 @@ def domain_auc(sample: "DataFrame", folds: int = 3, seed: int = 13, pca_k: int |
     from pyspark.sql import functions as F
 
     if "stratum_rank" in sample.columns:
-        # Folds within each class and set, so every fold has the same rows per class from both sets.
-        fold = ((F.col("stratum_rank") - 1) % folds).cast("int")
+        # Deal each set's rows, ordered by class then rank, round-robin into the folds. Both sets have the
+        # same rows per class, so the n-th row of either set has the same class and fold: every fold holds
+        # the same rows per class from both sets, even when most classes have a single row per set.
+        from pyspark.sql import Window
+
+        keys = [c for c in ("stratum", "stratum_rank") if c in sample.columns]
+        order = Window.partitionBy(LABEL_COL).orderBy(*keys)
+        fold = ((F.row_number().over(order) - 1) % folds).cast("int")
     else:
         fold = F.floor(F.rand(seed) * folds).cast("int")
     data = sample.select(array_to_vector(FEATURES_COL).alias("vector"), F.col(LABEL_COL).cast("double"),

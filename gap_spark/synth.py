@@ -289,7 +289,10 @@ def generate(spec: SynthSpec, out_dir: str, chunk_rows: int = 4096, workers: int
     summary: dict = {"spec": asdict(spec), "files": {}}
     started = time.time()
     if workers > 1:
-        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        # Not "fork": a forked child inherits the driver's Py4J socket (the pipeline holds a live
+        # SparkSession) and writes to it when it garbage-collects a Java proxy.
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("forkserver" if "forkserver" in methods else "spawn")
         with ctx.Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
             for split in SPLITS:
                 summary["files"][split] = write_split(spec, split, fs.join(out_dir, RAW_FILE_NAMES[split]),

@@ -277,6 +277,20 @@ def test_balanced_sample_matches_classes_between_sets(spark):
     assert ranks.all()
 
 
+def test_domain_folds_stay_class_matched_with_one_row_per_class(spark):
+    # Many classes with a single row in each set (a small V2 over 1000 classes): dealing folds by rank
+    # within class would put every row in fold 0 and leave the other folds' training sets empty.
+    rng = np.random.default_rng(5)
+    classes = np.arange(30)
+    a = arrays_frame(spark, rng.normal(size=(30, 4)), classes)
+    b = arrays_frame(spark, rng.normal(size=(30, 4)), classes)
+    sample = balanced_sample(a, b, rows_per_set=30, seed=1)
+    result = domain_auc(sample, folds=3, seed=1, pca_k=None, reg_param=0.1, max_iter=5, top_features=2)
+    assert result["rows"] == {"a": 30, "b": 30}
+    assert len(result["fold_auc"]) == 3
+    assert 0.0 <= result["auc"] <= 1.0
+
+
 def test_evaluator_auc_equals_delong_auc(spark):
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
 

@@ -47,7 +47,7 @@ class Cluster:
         self.workers, self.cores, self.memory = workers, cores, memory
 
     def _start(self, name: str, args: list[str]) -> None:
-        log = open(self.work / f"{name}.log", "wb")
+        log = open(self.work / f"{name}.log", "ab")  # a restarted daemon appends
         self.processes[name] = subprocess.Popen([SPARK_CLASS, *args], env=self.env, stdout=log,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -56,10 +56,7 @@ class Cluster:
         self._start("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                                "--port", str(self.port), "--webui-port", str(self.ui_port)])
         for i in range(self.workers):
-            self._start(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
-                                       "--cores", str(self.cores), "--memory", self.memory,
-                                       "--webui-port", str(free_port()), "--work-dir",
-                                       str(self.work / f"worker{i}"), self.url])
+            self.start_worker(f"worker{i}")
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.alive_workers() == self.workers:
@@ -69,6 +66,28 @@ class Cluster:
                     raise RuntimeError(f"{name} exited: {(self.work / f'{name}.log').read_text()[-2000:]}")
             time.sleep(1)
         raise RuntimeError(f"cluster did not come up with {self.workers} workers in {timeout}s")
+
+    def start_worker(self, name: str) -> None:
+        """Start (or restart, in a fresh work dir) the worker ``name`` against this master."""
+        restarts = sum(1 for p in self.work.glob(f"{name}*") if p.is_dir())
+        self._start(name, ["org.apache.spark.deploy.worker.Worker", "--host", "127.0.0.1",
+                           "--cores", str(self.cores), "--memory", self.memory,
+                           "--webui-port", str(free_port()), "--work-dir",
+                           str(self.work / f"{name}{'' if not restarts else f'-{restarts}'}"), self.url])
+
+    def restore_workers(self, timeout: float = 120) -> None:
+        """Restart the workers a test killed and wait until all of them are registered and alive."""
+        for i in range(self.workers):
+            name = f"worker{i}"
+            proc = self.processes.get(name)
+            if proc is None or proc.poll() is not None:
+                self.start_worker(name)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.alive_workers() == self.workers:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"only {self.alive_workers()} of {self.workers} workers alive after {timeout}s")
 
     def state(self) -> dict:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=5) as response:

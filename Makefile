@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast install package bench-ingest bench-calibration clean
+.PHONY: demo test test-fast install package bench bench-full bench-ingest bench-calibration clean
 
 $(STAMP): setup.py constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "gap-spark needs Python 3.10 or newer")'
@@ -30,6 +30,15 @@ test-fast: $(STAMP)
 ## dist/gap_spark.zip for spark-submit --py-files
 package: $(STAMP)
 	$(BIN)/gap-spark package --out dist/gap_spark.zip
+
+## gap-spark's stages beside the prototype's approach at 10% (full val and v2); see README "Benchmarks".
+bench: $(STAMP)
+	$(BIN)/python jobs/benchmark.py --scale 0.1 --set synth.val_rows=50000 --set synth.v2_rows=10000 \
+	    --work data/bench/10pct
+
+## The full 1,281,167 x 1024 x 1000 run on one machine (hours on 2 cores).
+bench-full: $(STAMP)
+	$(BIN)/python jobs/benchmark.py --scale 1.0 --config conf/full.yaml --work data/bench/full --skip-baselines
 
 bench-ingest: $(STAMP)
 	$(BIN)/python benchmarks/bench_ingest.py --rows 20000 --repeats 3

@@ -34,18 +34,6 @@ def median_time(func: Callable[[], object], repeats: int) -> tuple[float, list[f
     return statistics.median(times), times
 
 
-def process_tree_rss_mb(pid: int | None = None) -> float:
-    """Resident memory of a process and its children (the Spark JVM and Python workers), in MB."""
-    proc = psutil.Process(pid or os.getpid())
-    total = proc.memory_info().rss
-    for child in proc.children(recursive=True):
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / 2**20
-
-
 def print_table(rows: list[dict], columns: list[str]) -> str:
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
     lines = ["| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |",

@@ -21,7 +21,7 @@ from gap_spark.paths import Paths
 from gap_spark.synth import SynthSpec, World
 from gap_spark.train import (FitProgress, auto_partitions, check_label_stats, describe_missing, lr_estimator,
                              lr_params, rf_estimator, rf_params, run_train, selected_models, storage_level,
-                             table_csv)
+                             table_csv, warm_start_params)
 
 # --------------------------------------------------------------------------------------------------
 # Helpers: small datasets written straight to the dataset layout (so they can be made inconsistent)
@@ -84,6 +84,19 @@ def test_config_to_mllib_params():
     with pytest.raises(ConfigError, match="subsampling_rate"):
         rf_params(cfg.section("train.rf") | {"subsampling_rate": 0})
     assert rf_params(cfg.section("train.rf") | {"feature_subset_strategy": "0.25"})["featureSubsetStrategy"] == "0.25"
+
+
+def test_warm_start_params():
+    cfg = load_config().section("train.lr")
+    assert set(warm_start_params(cfg)) == {"sample_rows", "max_iter", "seed"}
+    for off in (None, 0):
+        assert warm_start_params(cfg | {"warm_start": {**cfg["warm_start"], "sample_rows": off}}) is None
+    with pytest.raises(ConfigError, match="sample_rows"):
+        warm_start_params(cfg | {"warm_start": {**cfg["warm_start"], "sample_rows": -5}})
+    with pytest.raises(ConfigError, match="max_iter"):
+        warm_start_params(cfg | {"warm_start": {**cfg["warm_start"], "max_iter": 0}})
+    with pytest.raises(ConfigError, match="mapping"):
+        warm_start_params(cfg | {"warm_start": 500})
 
 
 def test_selected_models_and_storage_levels():
@@ -259,6 +272,29 @@ def test_refuses_a_late_row_that_breaks_k(spark, tmp_path):
     with pytest.raises(DatasetError, match="label 7, outside \\[0, 4\\)"):
         run_train(spark, config, paths)
     assert not fs.exists(paths.run_file("models", "lr"))
+
+
+def test_warm_start_starts_the_full_fit_from_the_sample_model(spark, tmp_path):
+    """Cold, L-BFGS starts from the class priors (loss log K on balanced classes); warm, its first loss is
+    the sample model's loss on all rows, far lower. Both final fits see every row."""
+    x, labels = blobs(n=1600, dim=8, classes=4, seed=3)
+    data_dir = write_dataset(tmp_path / "d", x, labels)
+    first_loss, summaries = {}, {}
+    for mode, rows in (("cold", None), ("warm", 300)):
+        config, paths = config_for(tmp_path / mode, data_dir, **{"train.lr.max_iter": 2,
+                                                                   "train.lr.warm_start.sample_rows": rows
+                                                                   if rows else "null",
+                                                                   "train.lr.warm_start.max_iter": 25})
+        summary = run_train(spark, config, paths)["models"]["lr"]
+        assert summary["rows"] == 1600 and summary["iterations"] <= 2
+        first_loss[mode], summaries[mode] = summary["objective_history"][0], summary
+    assert summaries["cold"]["warm_start"] is None and "warm_start" not in summaries["cold"]["seconds"]
+    warm = summaries["warm"]["warm_start"]
+    assert 200 <= warm["sample_rows"] <= 420 and warm["iterations"] > 2
+    assert len(warm["objective_history"]) == warm["iterations"] + 1
+    assert 0 < summaries["warm"]["seconds"]["warm_start"] <= summaries["warm"]["seconds"]["fit"]
+    assert first_loss["cold"] == pytest.approx(np.log(4), abs=0.01)
+    assert first_loss["warm"] < 0.5 * first_loss["cold"]
 
 
 def test_refuses_existing_model_unless_overwrite(spark, tmp_path):

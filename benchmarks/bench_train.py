@@ -175,16 +175,24 @@ def mllib_fit(spark, train_vec, val_vec, classes: int, reg: float, iters: int, b
             "first_iteration_after_s": (stamps[0] - started) if stamps else float("nan")}
 
 
-def sklearn_fit(x_train, y_train, x_val, y_val, reg: float, iters: int) -> dict:
-    """One scikit-learn lbfgs fit of ``iters`` iterations on the same objective, timed with standardisation."""
+def sklearn_fit(x_train, y_train, x_val, y_val, reg: float, iters: int, warm_pick: np.ndarray | None = None,
+                warm_iters: int = 0) -> dict:
+    """One scikit-learn lbfgs fit of ``iters`` iterations on the same objective, timed with standardisation.
+
+    With ``warm_pick``, first ``warm_iters`` iterations on those rows, then ``warm_start=True`` on all rows:
+    the same warm start gap-spark gives MLlib."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     started = time.time()
     x, mean, std = standardised(x_train)
-    clf = LogisticRegression(C=1.0 / (reg * len(y_train)), solver="lbfgs", max_iter=iters, tol=1e-12)
+    clf = LogisticRegression(solver="lbfgs", tol=1e-12, warm_start=warm_pick is not None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        if warm_pick is not None:
+            clf.set_params(C=1.0 / (reg * len(warm_pick)), max_iter=warm_iters)
+            clf.fit(x[warm_pick], y_train[warm_pick])
+        clf.set_params(C=1.0 / (reg * len(y_train)), max_iter=iters)  # the same mean objective on all rows
         clf.fit(x, y_train)
     seconds = time.time() - started
     acc = float((clf.predict((x_val - mean) / std) == y_val).mean())
@@ -220,27 +228,6 @@ def stratified_pick(labels: np.ndarray, rows: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
-def sklearn_warm_fit(x_train, y_train, x_val, y_val, reg: float, iters: int, sample_rows: int,
-                     sample_iters: int, seed: int = 7) -> dict:
-    """The same warm start for scikit-learn: lbfgs on a random sample, then ``warm_start=True`` on all rows."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    started = time.time()
-    x, mean, std = standardised(x_train)
-    pick = stratified_pick(y_train, sample_rows, seed)
-    clf = LogisticRegression(C=1.0 / (reg * len(pick)), solver="lbfgs", max_iter=sample_iters, tol=1e-12,
-                             warm_start=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(x[pick], y_train[pick])
-        clf.set_params(C=1.0 / (reg * len(y_train)), max_iter=iters)  # same mean objective on all rows
-        clf.fit(x, y_train)
-    seconds = time.time() - started
-    acc = float((clf.predict((x_val - mean) / std) == y_val).mean())
-    return {"iters": iters, "seconds": seconds, "accuracy": acc}
-
-
 def first_within(points: list[dict], target: float, within: float = 0.005) -> dict | None:
     """The first point whose accuracy is within ``within`` of ``target`` (or above it)."""
     return next((p for p in points if p["accuracy"] >= target - within), None)
@@ -254,10 +241,8 @@ def per_iteration(points: list[dict]) -> float:
 
 def time_to_accuracy(points: list[dict], within: float = 0.005) -> dict:
     final = points[-1]["accuracy"]
-    for p in points:
-        if p["accuracy"] >= final - within:
-            return {"iters": p["iters"], "seconds": p["seconds"], "accuracy": p["accuracy"], "final": final}
-    return {"iters": points[-1]["iters"], "seconds": points[-1]["seconds"], "accuracy": final, "final": final}
+    p = first_within(points, final, within) or points[-1]
+    return {"iters": p["iters"], "seconds": p["seconds"], "accuracy": p["accuracy"], "final": final}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -339,7 +324,8 @@ def run_warm(args, spark, train_vec, val_vec, arrays, target: float) -> dict:
     for k in schedule:
         ml = mllib_warm_fit(spark, train_vec, val_vec, args.reg, k, args.block_mb, sample_rows, args.warm_iters,
                             args.rows)
-        sk = (sklearn_warm_fit(x_train, y_train, x_val, y_val, args.reg, k, sample_rows, args.warm_iters)
+        sk = (sklearn_fit(x_train, y_train, x_val, y_val, args.reg, k,
+                          warm_pick=stratified_pick(y_train, sample_rows, seed=7), warm_iters=args.warm_iters)
               if not args.skip_sklearn else None)
         points["mllib"].append(ml)
         if sk:

@@ -683,13 +683,7 @@ def warm_start_params(lr_cfg: dict) -> dict | None:
             "seed": _number(section, "seed", p, kind=int)}
 
 
-def _fit_lr_once(spark: "SparkSession", frame: "DataFrame", params: dict, features_col: str, label: str,
-                 heartbeat_s: float, initial_model=None):
-    estimator = lr_estimator(params, features_col)
-    if initial_model is not None:
-        # MLlib's setInitialModel is private[spark] in Scala, so public in the JVM and not wrapped in
-        # Python; it is how MLlib itself warm-starts. The coefficients' shape is checked by MLlib.
-        estimator._java_obj.setInitialModel(initial_model._java_obj)  # noqa: SLF001
+def _fit_lr_once(spark: "SparkSession", estimator, frame: "DataFrame", label: str, heartbeat_s: float):
     with FitProgress(spark, label, heartbeat_s, track_lbfgs=True) as progress:
         model = estimator.fit(frame)
     history = [float(v) for v in model.summary.objectiveHistory]
@@ -730,13 +724,14 @@ def fit_lr(spark: "SparkSession", frame: "DataFrame", params: dict, features_col
         ``(model, objective_history, warm_info)``; ``warm_info`` is None for a cold start, else the
         sample's rows, iterations, objective history and seconds.
     """
-    initial, warm_info = None, None
+    estimator = lr_estimator(params, features_col)
+    warm_info = None
     if warm_start is not None:
         total = rows if rows is not None else frame.count()
         if warm_start["sample_rows"] >= total:
             log.info("lr: warm start skipped: the sample (%d rows) would be the whole split (%d rows)",
                      warm_start["sample_rows"], total)
-        elif not hasattr(lr_estimator(params, features_col), "_java_obj"):
+        elif not hasattr(estimator, "_java_obj"):
             log.warning("lr: warm start needs a classic (JVM) session; fitting from a cold start")
         else:
             from pyspark import StorageLevel
@@ -751,16 +746,19 @@ def fit_lr(spark: "SparkSession", frame: "DataFrame", params: dict, features_col
                 sample_rows = sample.count()
                 log.info("lr: warm start: fitting %d iterations on a sample of %d rows", warm_start["max_iter"],
                          sample_rows)
-                initial, sample_history = _fit_lr_once(spark, sample, {**params, "maxIter": warm_start["max_iter"]},
-                                                       features_col, "lr-sample", heartbeat_s)
+                sample_estimator = lr_estimator({**params, "maxIter": warm_start["max_iter"]}, features_col)
+                initial, sample_history = _fit_lr_once(spark, sample_estimator, sample, "lr-sample", heartbeat_s)
             finally:
                 sample.unpersist()
+            # MLlib's setInitialModel is private[spark] in Scala, so public in the JVM and not wrapped in
+            # Python; it is how MLlib itself warm-starts. MLlib checks the coefficients' shape.
+            estimator._java_obj.setInitialModel(initial._java_obj)  # noqa: SLF001
             warm_info = {"sample_rows": int(sample_rows), "iterations": int(initial.summary.totalIterations),
                          "objective_history": sample_history, "seconds": _seconds(t0), "seed": warm_start["seed"]}
             log.info("lr: warm start fitted in %.1f s (loss on the sample %.4f); now all %d rows",
                      warm_info["seconds"], sample_history[-1], total)
             spark.sparkContext.setJobDescription(f"gap-spark train: fit lr on all {total} rows")
-    model, history = _fit_lr_once(spark, frame, params, features_col, "lr", heartbeat_s, initial)
+    model, history = _fit_lr_once(spark, estimator, frame, "lr", heartbeat_s)
     return model, history, warm_info
 
 

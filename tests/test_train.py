@@ -280,10 +280,9 @@ def test_warm_start_starts_the_full_fit_from_the_sample_model(spark, tmp_path):
     x, labels = blobs(n=1600, dim=8, classes=4, seed=3)
     data_dir = write_dataset(tmp_path / "d", x, labels)
     first_loss, summaries = {}, {}
-    for mode, rows in (("cold", None), ("warm", 300)):
+    for mode, sample_rows in (("cold", "null"), ("warm", 300)):
         config, paths = config_for(tmp_path / mode, data_dir, **{"train.lr.max_iter": 2,
-                                                                   "train.lr.warm_start.sample_rows": rows
-                                                                   if rows else "null",
+                                                                   "train.lr.warm_start.sample_rows": sample_rows,
                                                                    "train.lr.warm_start.max_iter": 25})
         summary = run_train(spark, config, paths)["models"]["lr"]
         assert summary["rows"] == 1600 and summary["iterations"] <= 2

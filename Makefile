@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast install package bench bench-full bench-ingest bench-calibration clean
+.PHONY: demo test test-fast lint install package bench bench-full bench-ingest bench-calibration clean
 
 $(STAMP): setup.py constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "gap-spark needs Python 3.10 or newer")'
@@ -19,12 +19,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/gap-spark pipeline --config conf/demo.yaml
 
-## The whole test suite (what CI runs).
-test: $(STAMP)
+## The quality gate (ruff, mypy) and the whole test suite: what CI runs.
+test: $(STAMP) lint
 	$(BIN)/python -m pytest -q
 
+## ruff (rules in ruff.toml) and mypy (mypy.ini): the gate `make test` starts with.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 ## Everything but the slow end-to-end and cluster tests.
-test-fast: $(STAMP)
+test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -q -m "not slow and not cluster"
 
 ## dist/gap_spark.zip for spark-submit --py-files

@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "umap-learn>=0.5.5",
     "openTSNE>=1.0",
     "psutil>=5.9",
+    "Jinja2>=3.1",  # the report's templates (autoescape on)
 ]
 TEST_REQUIRES = [
     "pytest>=8",
@@ -25,6 +26,9 @@ TEST_REQUIRES = [
     "nbclient>=0.10",
     "nbformat>=5.9",
     "ipykernel>=6.29",
+    "ruff>=0.6",
+    "mypy>=1.10",
+    "types-PyYAML",
 ]
 
 setup(
@@ -35,7 +39,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["gap_spark", "gap_spark.*"]),
-    package_data={"gap_spark": ["defaults.yaml", "templates/*"]},
+    package_data={"gap_spark": ["defaults.yaml", "present/templates/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
     entry_points={"console_scripts": ["gap-spark=gap_spark.cli:main"]},

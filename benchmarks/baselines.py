@@ -21,7 +21,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from gap_spark.dataset import RAW_FILE_NAMES  # noqa: E402
+from gap_spark.contracts.dataset import RAW_FILE_NAMES  # noqa: E402
 
 SPLITS = ("train", "val", "v2")
 
@@ -73,7 +73,7 @@ def _chunks(path: str, chunk_rows: int):
     import pandas as pd
 
     features = feature_names(path)
-    dtypes = {name: np.float32 for name in features}
+    dtypes = dict.fromkeys(features, np.float32)
     for chunk in pd.read_csv(path, chunksize=chunk_rows, dtype=dtypes):
         yield chunk[features].to_numpy(dtype=np.float32), chunk["label"].to_numpy(dtype=np.int64)
 

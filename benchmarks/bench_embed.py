@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     features = watch.run("generate", make_features, args.points, args.dim, args.classes, args.seed)
     print(f"{features.shape[0]:,} x {features.shape[1]} features; python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs visible, threads={args.threads}, {load_average()} at start", flush=True)
-    common = dict(pca_dims=args.pca_dims, seed=args.seed, threads=args.threads)
+    common = {"pca_dims": args.pca_dims, "seed": args.seed, "threads": args.threads}
 
     # Baseline 1: PCA alone, the cheapest embedding and what UMAP and t-SNE start from.
     watch.run("pca", embed, features, methods=(), **common)

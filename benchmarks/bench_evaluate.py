@@ -31,9 +31,11 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import dump, machine, print_table  # noqa: E402
-from gap_spark import fs  # noqa: E402
-from gap_spark.synth import SynthSpec, World  # noqa: E402
+import contextlib
+
+from benchmarks.common import dump, machine, print_table
+from gap_spark.core import fs
+from gap_spark.synth import SynthSpec, World
 
 CHUNK = 2048
 
@@ -75,10 +77,10 @@ def fit_model(data_dir: str, run_dir: str, max_iter: int, driver_memory: str) ->
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
 
-    from gap_spark.config import load_config
-    from gap_spark.dataset import read_split
+    from gap_spark.contracts.dataset import read_split
+    from gap_spark.core.config import load_config
+    from gap_spark.core.session import get_spark
     from gap_spark.features import feature_stages, output_column
-    from gap_spark.session import get_spark
 
     quiet = ["spark.conf.spark.ui.enabled=false", "spark.conf.spark.ui.showConsoleProgress=false"]
     spark = get_spark(load_config(sets=[f"spark.conf.spark.driver.memory={driver_memory}", *quiet]),
@@ -110,10 +112,8 @@ class PeakSampler(threading.Thread):
             self.python_peak = max(self.python_peak, me.memory_info().rss)
             total = 0
             for child in me.children(recursive=True):
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += child.memory_info().rss
-                except psutil.Error:
-                    pass
             self.children_peak = max(self.children_peak, total)
             time.sleep(self.interval)
 
@@ -124,10 +124,10 @@ class PeakSampler(threading.Thread):
 
 def worker(args: argparse.Namespace) -> None:
     """One size in its own process: start Spark, load, evaluate, report timings and memory as JSON."""
-    from gap_spark.config import load_config
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import load_config
+    from gap_spark.core.session import get_spark
     from gap_spark.evaluate import run_evaluate
-    from gap_spark.paths import Paths
-    from gap_spark.session import get_spark
 
     config = load_config(sets=[f"paths.data={args.data}", f"paths.run={args.run}",
                                f"evaluate.bootstrap_replicates={args.replicates}",

@@ -21,13 +21,13 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import dump, machine, median_time, print_table  # noqa: E402
-from gap_spark import fs  # noqa: E402
-from gap_spark.config import load_config  # noqa: E402
-from gap_spark.dataset import RAW_FILE_NAMES  # noqa: E402
-from gap_spark.ingest import ingest_split, validate_header  # noqa: E402
-from gap_spark.session import get_spark  # noqa: E402
-from gap_spark.synth import SynthSpec, write_split  # noqa: E402
+from benchmarks.common import dump, machine, median_time, print_table
+from gap_spark.contracts.dataset import RAW_FILE_NAMES
+from gap_spark.core import fs
+from gap_spark.core.config import load_config
+from gap_spark.core.session import get_spark
+from gap_spark.ingest import ingest_split, validate_header
+from gap_spark.synth import SynthSpec, write_split
 
 
 def pyarrow_convert(source: str, dim: int, out_dir: str) -> int:

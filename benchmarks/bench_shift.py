@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import dump, machine, print_table  # noqa: E402
+from benchmarks.common import dump, machine, print_table
 
 FULL = {"val": 50_000, "v2": 10_000, "train": 128_117}
 
@@ -113,8 +113,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args(argv)
 
-    from gap_spark.config import load_config
-    from gap_spark.session import get_spark
+    from gap_spark.core.config import load_config
+    from gap_spark.core.session import get_spark
     from gap_spark.shift import feature_shift_stats
 
     config = load_config(sets=[f"spark.master={args.master}", "spark.conf.spark.ui.showConsoleProgress=false"])
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
 
     scratch = None
     if args.data:
-        from gap_spark.dataset import read_dataset
+        from gap_spark.contracts.dataset import read_dataset
 
         splits, manifest = read_dataset(spark, args.data)
         dim = int(manifest["dim"])

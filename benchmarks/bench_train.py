@@ -298,7 +298,8 @@ def run_lr(args, spark, data, blas: str) -> dict:
         sk_iter = per_iteration(results["sklearn"])
         sk_t2a = time_to_accuracy(results["sklearn"])
         out.update({"sklearn_s_per_iter": sk_iter, "sklearn_time_to_accuracy": sk_t2a,
-                    "ratio_per_iter": ml_iter / sk_iter, "ratio_time_to_accuracy": ml_t2a["seconds"] / sk_t2a["seconds"]})
+                    "ratio_per_iter": ml_iter / sk_iter,
+                    "ratio_time_to_accuracy": ml_t2a["seconds"] / sk_t2a["seconds"]})
         print(f"sklearn : {sk_iter:.2f} s/iteration; time to accuracy {sk_t2a['seconds']:.1f} s "
               f"({sk_t2a['iters']} iterations, {sk_t2a['accuracy']:.4f} vs final {sk_t2a['final']:.4f})")
         print(f"ratio MLlib/sklearn: {out['ratio_per_iter']:.2f} per iteration, "
@@ -373,7 +374,8 @@ def run_levers(args, spark, blas: str) -> dict:
     for block in [float(b) for b in args.lever_blocks.split(",") if b]:
         r = one(args.cores, "MEMORY_AND_DISK", block)
         rows.append({"lever": "maxBlockSizeInMB", "value": block, **r})
-        print(f"{'maxBlockSizeInMB=' + str(block):<34} {r['s_per_iter_log']:>7.2f} {r['first_iteration_after_s']:>14.1f} "
+        print(f"{'maxBlockSizeInMB=' + str(block):<34} {r['s_per_iter_log']:>7.2f} "
+              f"{r['first_iteration_after_s']:>14.1f} "
               f"{r['seconds']:>7.1f}", flush=True)
     for parts in [int(p) for p in args.lever_partitions.split(",") if p]:
         r = one(parts, "MEMORY_AND_DISK", 1.0)

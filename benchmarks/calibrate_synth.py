@@ -18,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import dump, machine, print_table  # noqa: E402
-from gap_spark.config import load_config  # noqa: E402
-from gap_spark.synth import FULL_ROWS, SynthSpec, World, split_labels  # noqa: E402
+from benchmarks.common import dump, machine, print_table
+from gap_spark.core.config import load_config
+from gap_spark.synth import FULL_ROWS, SynthSpec, World, split_labels
 
 
 def split_matrix(world: World, split: str, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:

@@ -77,7 +77,7 @@ def ensure_data(args: argparse.Namespace, raw: str) -> dict:
     """Generate the CSVs at ``--scale`` unless the same generation is already there."""
     from dataclasses import asdict
 
-    from gap_spark.config import load_config
+    from gap_spark.core.config import load_config
     from gap_spark.synth import SynthSpec
 
     synth_sets = [f"synth.scale={args.scale}", *(s for s in args.sets if s.startswith("synth."))]
@@ -126,7 +126,7 @@ def run_baselines(args: argparse.Namespace, raw: str, work: str) -> dict:
     shutil.rmtree(arrow_dir, ignore_errors=True)
 
     json_a = os.path.join(work, "baseline_prototype.json")
-    from gap_spark.config import load_config
+    from gap_spark.core.config import load_config
 
     config = load_config(args.config, sets=[s for s in args.sets if not s.startswith("spark.")])
     print("benchmark: baseline A (pandas chunks, StandardScaler + SGDClassifier partial_fit, sklearn LR)", flush=True)

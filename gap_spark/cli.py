@@ -5,35 +5,31 @@ User errors (bad input, missing dataset, wrong header, bad config) print one lin
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from gap_spark.config import Config, load_config
-from gap_spark.errors import GapSparkError, describe_input_failure
-from gap_spark.paths import Paths
+from gap_spark.contracts.paths import Paths
+from gap_spark.core.config import Config, load_config
+from gap_spark.core.errors import GapSparkError, describe_input_failure
+from gap_spark.stages import STAGES
 
 log = logging.getLogger("gap_spark")
 
-# stage name -> (module, function); modules are imported only when their stage runs.
-STAGES: dict[str, tuple[str, str]] = {
-    "synth": ("gap_spark.synth", "run_synth"),
-    "ingest": ("gap_spark.ingest", "run_ingest"),
-    "train": ("gap_spark.train", "run_train"),
-    "evaluate": ("gap_spark.evaluate", "run_evaluate"),
-    "shift": ("gap_spark.shift", "run_shift"),
-    "visualize": ("gap_spark.visualize", "run_visualize"),
-    "report": ("gap_spark.report", "run_report"),
-    "pipeline": ("gap_spark.pipeline", "run_pipeline"),
-}
-NEEDS_SPARK = {"ingest", "train", "evaluate", "shift", "visualize", "pipeline"}
+
+def stage_function(name: str) -> Callable[..., dict[str, Any]]:
+    """The library function behind a subcommand: a registered stage, or the pipeline."""
+    if name == "pipeline":
+        from gap_spark.pipeline import run_pipeline
+
+        return run_pipeline
+    return STAGES[name].function()
 
 
-def stage_function(name: str) -> Callable:
-    module, func = STAGES[name]
-    return getattr(importlib.import_module(module), func)
+def needs_spark(command: str) -> bool:
+    return command == "pipeline" or (command in STAGES and STAGES[command].needs_spark)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -47,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gap-spark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synth", help="generate EVA-02-format CSVs with a controlled shift")
+    p = sub.add_parser("synth", help=STAGES["synth"].help)
     _common(p)
     p.add_argument("--out", help="directory for the three CSVs (paths.raw)")
     p.add_argument("--scale", type=float, help="fraction of the real sizes for all three files (1.0 = full)")
@@ -59,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="generator processes")
 
-    p = sub.add_parser("ingest", help="validate the CSVs and write the partitioned Parquet dataset")
+    p = sub.add_parser("ingest", help=STAGES["ingest"].help)
     _common(p)
     p.add_argument("--raw", help="directory holding the three CSVs under their real names")
     p.add_argument("--train", help="train CSV (overrides --raw)")
@@ -69,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", type=int, help="labels must lie in [0, K); default 1000")
     p.add_argument("--max-bad-fraction", type=float, help="fail when more rows than this are bad")
 
-    p = sub.add_parser("train", help="train logistic regression and random forest")
+    p = sub.add_parser("train", help=STAGES["train"].help)
     _common(p)
     p.add_argument("--data", help="dataset directory")
     p.add_argument("--run", help="run directory")
@@ -77,15 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", action="store_true", default=None, help="grid search before the full fit")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace models already in the run")
 
-    for name, text in (("evaluate", "evaluate the models on val and v2, with the gap and its interval"),
-                       ("shift", "measure the shift between val and v2 (train vs val as control)"),
-                       ("visualize", "sample, embed with UMAP and t-SNE, and draw the figures")):
-        p = sub.add_parser(name, help=text)
+    for name in ("evaluate", "shift", "visualize"):
+        p = sub.add_parser(name, help=STAGES[name].help)
         _common(p)
         p.add_argument("--data", help="dataset directory")
         p.add_argument("--run", help="run directory")
 
-    p = sub.add_parser("report", help="write report.html and report.md from a run")
+    p = sub.add_parser("report", help=STAGES["report"].help)
     _common(p)
     p.add_argument("--run", help="run directory")
 
@@ -130,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Paths]:
     if cmd == "pipeline" and args.run_id:
         import time
 
-        from gap_spark import fs
+        from gap_spark.core import fs
         run_id = time.strftime("run-%Y%m%d-%H%M%S", time.gmtime()) if args.run_id == "auto" else args.run_id
         paths = Paths(raw=paths.raw, data=paths.data, run=fs.join(fs_parent(paths.run), run_id))
     return config, paths
@@ -158,8 +152,8 @@ def run_command(args: argparse.Namespace) -> dict:
     config, paths = config_from_args(args)
     func = stage_function(args.command)
     spark = None
-    if args.command in NEEDS_SPARK:
-        from gap_spark.session import get_spark
+    if needs_spark(args.command):
+        from gap_spark.core.session import get_spark
         spark = get_spark(config, app_name=f"gap-spark {args.command}")
     if args.command == "ingest":
         return func(spark, config, paths, train=args.train, val=args.val, v2=args.v2)

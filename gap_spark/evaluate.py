@@ -29,22 +29,23 @@ import io
 import logging
 import math
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from gap_spark import fs
-from gap_spark.dataset import manifest_summary, read_manifest, read_split
-from gap_spark.errors import ConfigError, GapSparkError
+from gap_spark.contracts.dataset import manifest_summary, read_manifest, read_split
+from gap_spark.core import fs
+from gap_spark.core.errors import ConfigError, GapSparkError
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
-    from gap_spark.config import Config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +178,7 @@ def load_models(run_dir: str) -> dict[str, "PipelineModel"]:
         path = fs.join(models_dir(run_dir), name)
         try:
             models[name] = PipelineModel.load(fs.to_spark_uri(path))
-        except Exception as exc:  # a half-written or foreign directory is a user problem, not a bug
+        except Exception as exc:  # noqa: BLE001 - a half-written or foreign directory is a user problem, not a bug
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise GapSparkError(f"model '{name}' at {path} cannot be loaded as a PipelineModel: "
                                 f"{first_line}") from None
@@ -295,7 +296,7 @@ def top_k_indices(frame: "DataFrame", array_col: str, k: int, out_col: str) -> "
         cur = cur.withColumn(picks, F.when(found, F.concat(picks, F.array(F.element_at(index, F.col(pos)))))
                              .otherwise(F.col(picks)))
         if round_no < k - 1:
-            def cut(name: str) -> Column:
+            def cut(name: str, found: Column = found) -> Column:
                 return F.when(found, F.concat(F.slice(name, 1, F.col(pos) - 1),
                                               F.slice(name, F.col(pos) + 1, F.greatest(F.size(name), F.lit(1)))))\
                     .otherwise(F.col(name))

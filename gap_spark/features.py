@@ -1,7 +1,8 @@
 """The feature transform saved inside every model: array<float> -> vector -> standardised -> (PCA).
 
 The stages are ``pyspark.ml`` stages (:class:`ArrayToVector`, ``StandardScaler``, ``PCA``), so a saved
-``PipelineModel`` applies exactly the transform that training used. Standardisation (and PCA, when asked for) is fitted on the train split only.
+``PipelineModel`` applies exactly the transform that training used. Standardisation (and PCA, when asked
+for) is fitted on the train split only.
 
 Label metadata: tree learners in MLlib read the number of classes from the label column's ML attribute
 and, without it, refuse labels of 100 and above; :func:`with_label_metadata` attaches
@@ -147,7 +148,7 @@ def validate_pca_k(pca_k: int | None, dim: int, key: str) -> int | None:
     int or None
         The number of components, or None for no PCA.
     """
-    from gap_spark.errors import ConfigError
+    from gap_spark.core.errors import ConfigError
 
     if pca_k in (None, 0):
         return None

@@ -23,24 +23,34 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from gap_spark import fs
-from gap_spark.dataset import (MANIFEST, MANIFEST_VERSION, QUARANTINE, RAW_FILE_NAMES, SPLITS, dataset_schema,
-                               manifest_path, split_path)
-from gap_spark.errors import IngestError
+from gap_spark.contracts.dataset import (
+    MANIFEST,
+    MANIFEST_VERSION,
+    QUARANTINE,
+    SPLITS,
+    dataset_schema,
+    fingerprint,
+    manifest_path,
+    resolve_sources,
+    split_path,
+)
+from gap_spark.core import fs
+from gap_spark.core.errors import IngestError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from gap_spark.config import Config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +181,7 @@ class LineParser:
 
         def on_invalid_row(row) -> str:
             text = row.text or ""
-            head, _, rest = text.partition(",")
+            head, _, _rest = text.partition(",")
             try:
                 position = int(head)
             except ValueError:
@@ -560,40 +570,6 @@ def _ingest_split(spark: "SparkSession", split: str, source: str, source_bytes: 
     log.info("ingest %s: %d rows read, %d written, %d quarantined in %.1f s (%.1f MB/s of CSV, %d files)",
              split, rows_read, rows_written, quarantined, seconds, source_bytes / 1e6 / max(seconds, 1e-9), files)
     return SplitResult(split, source, source_bytes, rows_read, rows_written, quarantined, by_kind, seconds, files)
-
-
-def resolve_sources(raw_dir: str | None, train: str | None = None, val: str | None = None,
-                    v2: str | None = None) -> dict[str, str]:
-    """The CSV for each split: explicit paths first, else the real file names (``.csv`` or ``.csv.gz``) in raw_dir."""
-    given = {"train": train, "val": val, "v2": v2}
-    sources = {}
-    for split in SPLITS:
-        if given[split]:
-            sources[split] = given[split]
-            continue
-        if not raw_dir:
-            raise IngestError(f"no file for split '{split}': give --raw or --{split}")
-        plain = fs.join(raw_dir, RAW_FILE_NAMES[split])
-        sources[split] = plain if fs.exists(plain) or not fs.exists(plain + ".gz") else plain + ".gz"
-    for split, source in sources.items():
-        if not fs.exists(source):
-            raise IngestError(f"{split} CSV not found: {source}")
-        if fs.is_dir(source):
-            raise IngestError(f"{split} CSV is a directory, expected a file: {source}")
-    return sources
-
-
-def fingerprint(sources: dict[str, str]) -> str:
-    """Identifies the inputs: names, sizes and modification times."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for split in sorted(sources):
-        filesystem, path = fs.resolve(sources[split])
-        info = filesystem.get_file_info(path)
-        mtime = info.mtime_ns if info.mtime_ns is not None else 0
-        digest.update(f"{split}|{sources[split]}|{info.size}|{mtime}\n".encode())
-    return digest.hexdigest()[:16]
 
 
 def _clean_stale_staging(data_dir: str) -> None:

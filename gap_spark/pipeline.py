@@ -9,37 +9,25 @@ Markers: ``RAW/_synth.json`` (synth), ``DATA/_manifest.json`` (ingest), ``RUN/_s
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any
 
-from gap_spark import fs
-from gap_spark.errors import GapSparkError
+from gap_spark.contracts import dataset
+from gap_spark.core import fs
+from gap_spark.core.errors import GapSparkError
+from gap_spark.stages import PIPELINE_STAGES, STAGES
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from gap_spark.config import Config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
-
-STAGES = ("synth", "ingest", "train", "evaluate", "shift", "visualize", "report")
-# What each stage reads, besides its own config section.
-UPSTREAM = {
-    "synth": (),
-    "ingest": ("synth",),
-    "train": ("ingest",),
-    "evaluate": ("ingest", "train"),
-    "shift": ("ingest", "evaluate"),
-    "visualize": ("ingest", "evaluate", "shift"),
-    "report": ("train", "evaluate", "shift", "visualize"),
-}
-CONFIG_SECTIONS = {"synth": ("synth",), "ingest": ("ingest",), "train": ("train",),
-                   "evaluate": ("evaluate",), "shift": ("shift",), "visualize": ("visualize",),
-                   "report": ("report",)}
 
 
 class StageFailed(GapSparkError):
@@ -51,16 +39,17 @@ class StageFailed(GapSparkError):
         super().__init__(f"stage '{stage}' failed: {cause}")
 
 
-def digest(obj) -> str:
+def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def marker_path(stage: str, paths: "Paths") -> str:
+    """Where a stage's completion marker lives: synth and ingest own theirs, the rest sit in the run."""
     if stage == "synth":
-        return fs.join(paths.raw, "_synth.json")
+        return dataset.synth_marker_path(paths.raw)
     if stage == "ingest":
-        return fs.join(paths.data, "_manifest.json")
-    return fs.join(paths.run, "_stages", f"{stage}.json")
+        return dataset.manifest_path(paths.data)
+    return paths.run_dir.stage_marker(stage)
 
 
 def read_marker(stage: str, paths: "Paths") -> dict | None:
@@ -76,14 +65,12 @@ def read_marker(stage: str, paths: "Paths") -> dict | None:
 def external_inputs(stage: str, paths: "Paths") -> str | None:
     """What a stage reads that another process may have changed: the CSVs, or the dataset."""
     if stage == "ingest":
-        from gap_spark.ingest import fingerprint, resolve_sources
-
         try:
-            return fingerprint(resolve_sources(paths.raw))
+            return dataset.fingerprint(dataset.resolve_sources(paths.raw))
         except GapSparkError:
             return None  # missing files: ingest itself will say which
-    if stage in ("train", "evaluate", "shift", "visualize"):
-        manifest = fs.join(paths.data, "_manifest.json")
+    if STAGES[stage].needs_spark:
+        manifest = dataset.manifest_path(paths.data)
         if fs.exists(manifest):
             content = fs.read_json(manifest)
             return f"{content.get('fingerprint')}|{content.get('created')}"
@@ -91,17 +78,11 @@ def external_inputs(stage: str, paths: "Paths") -> str | None:
 
 
 def stage_fingerprint(stage: str, config: "Config", fingerprints: dict[str, str], paths: "Paths") -> str:
-    own = {section: config.section(section) for section in CONFIG_SECTIONS[stage]}
-    inputs = {up: fingerprints.get(up) for up in UPSTREAM[stage]}
+    own = {section: dataclasses.asdict(getattr(config.settings, section)) for section in STAGES[stage].sections}
+    inputs: dict[str, str | None] = {up: fingerprints.get(up) for up in STAGES[stage].upstream}
     inputs["external"] = external_inputs(stage, paths)
     where = {"synth": paths.raw, "ingest": (paths.raw, paths.data)}.get(stage, (paths.data, paths.run))
     return digest({"stage": stage, "config": own, "inputs": inputs, "paths": where})
-
-
-def _stage_callables() -> dict[str, Callable]:
-    from gap_spark.cli import stage_function
-
-    return {stage: stage_function(stage) for stage in STAGES}
 
 
 def run_pipeline(spark: "SparkSession", config: "Config", paths: "Paths", force: bool = False,
@@ -117,13 +98,13 @@ def run_pipeline(spark: "SparkSession", config: "Config", paths: "Paths", force:
     stages
         Only these stages (default: all of them, synth only when ``synth``).
     """
-    wanted = [s for s in (stages or STAGES) if s != "synth" or synth]
+    wanted = [s for s in (stages or PIPELINE_STAGES) if s != "synth" or synth]
     if synth:
         # Generated data has synth.classes classes; ingest checks labels against the same K.
-        config = config.with_overrides({"ingest": {"classes": config.get("synth.classes")}})
-    functions = _stage_callables()
+        config = config.with_overrides({"ingest": {"classes": config.settings.synth.classes}})
+    functions = {name: STAGES[name].function() for name in wanted}
     fingerprints: dict[str, str] = {}
-    summary: dict = {"run": paths.run, "stages": {}}
+    summary: dict[str, Any] = {"run": paths.run, "stages": {}}
     started = time.time()
     for stage in wanted:
         fingerprint = stage_fingerprint(stage, config, fingerprints, paths)
@@ -149,14 +130,14 @@ def run_pipeline(spark: "SparkSession", config: "Config", paths: "Paths", force:
         _write_marker(stage, paths, fingerprint, seconds, result)
         summary["stages"][stage] = {"status": "done", "seconds": seconds}
     summary["seconds"] = round(time.time() - started, 3)
-    report = fs.join(paths.run, "report.html")
+    report = paths.run_dir.report_html
     if fs.exists(report):
         summary["report"] = report
         log.info("pipeline: report at %s", report)
     return summary
 
 
-def _write_marker(stage: str, paths: "Paths", fingerprint: str, seconds: float, result) -> None:
+def _write_marker(stage: str, paths: "Paths", fingerprint: str, seconds: float, result: Any) -> None:
     path = marker_path(stage, paths)
     if stage in ("synth", "ingest"):
         # These stages own their marker file; add the pipeline's fingerprint to it.

@@ -2,7 +2,7 @@
 
 Every function takes plain, already-small data (numpy arrays, dicts from the run's JSON files,
 pandas tables) and returns a :class:`Drawn` record; nothing here reads or writes files, so the
-stage decides where the bytes go (through :mod:`gap_spark.fs`). pyplot is never imported: each
+stage decides where the bytes go (through :mod:`gap_spark.core.fs`). pyplot is never imported: each
 figure gets its own ``Figure`` and ``FigureCanvasAgg``, so no global backend state is touched.
 
 Figure sizes are fixed (``SIZES``, in inches at ``DPI``), so the pixel size of each PNG is known
@@ -11,8 +11,8 @@ in advance and tests can check it.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def size_px(kind: str) -> tuple[int, int]:
         Width and height in pixels.
     """
     width, height = SIZES[kind]
-    return int(round(width * DPI)), int(round(height * DPI))
+    return round(width * DPI), round(height * DPI)
 
 
 def _new_figure(kind: str):

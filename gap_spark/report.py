@@ -16,17 +16,19 @@ import logging
 import math
 import re
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from gap_spark import __version__, fs
-from gap_spark.errors import GapSparkError
+from gap_spark import __version__
+from gap_spark.core import fs
+from gap_spark.core.errors import GapSparkError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from gap_spark.config import Config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
 

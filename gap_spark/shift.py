@@ -62,23 +62,24 @@ import logging
 import math
 import re
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gap_spark import fs
-from gap_spark.dataset import manifest_summary, read_dataset
-from gap_spark.errors import ConfigError, DatasetError
+from gap_spark.contracts.dataset import manifest_summary, read_dataset
+from gap_spark.core import fs
+from gap_spark.core.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
-    from gap_spark.config import Config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -616,7 +617,7 @@ def summarise_feature_shift(stats: "pd.DataFrame", pair: str, threshold: float, 
     return {
         "set_a": str(rows["set_a"].iloc[0]), "set_b": str(rows["set_b"].iloc[0]),
         "rows_a": int(rows["n_a"].iloc[0]), "rows_b": int(rows["n_b"].iloc[0]),
-        "n_features": int(len(rows)),
+        "n_features": len(rows),
         "threshold": float(threshold),
         "n_shifted": int((abs_smd > threshold).sum()),
         "mean_abs_smd": _finite(abs_smd.mean()),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gap_spark.pipeline import STAGES
+from gap_spark.stages import STAGES
 
 REPO = Path(__file__).resolve().parent.parent
 # Stages run as separate spark-submit applications by a scheduler (synth needs no cluster).
-SUBMITTED_STAGES = tuple(s for s in STAGES if s != "synth")
+SUBMITTED_STAGES = tuple(name for name, s in STAGES.items() if s.submitted)
 
 
 def stage_arguments(stage: str, config_file: str, run_id: str | None = None) -> list[str]:

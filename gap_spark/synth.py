@@ -30,18 +30,19 @@ import math
 import multiprocessing as mp
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gap_spark import fs
-from gap_spark.dataset import RAW_FILE_NAMES, SPLITS
-from gap_spark.errors import ConfigError
+from gap_spark.contracts.dataset import RAW_FILE_NAMES, SPLITS
+from gap_spark.core import fs
+from gap_spark.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gap_spark.config import Config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ class World:
                       + rng.standard_normal((k, d)) * CLASS_SPREAD * unit).astype(np.float32)
         self.spread = (NOISE_SPREAD * unit * np.exp(rng.normal(0.0, 0.3, size=k))).astype(np.float32)
         self.members = [np.flatnonzero(self.superclass == g) for g in range(groups)]
-        n_shift = int(round(spec.covariate_fraction * d)) if spec.covariate_shift > 0 else 0
+        n_shift = round(spec.covariate_fraction * d) if spec.covariate_shift > 0 else 0
         self.shifted_features = np.sort(rng.choice(d, size=n_shift, replace=False)) if n_shift else np.array([], int)
         self.v2_offset = np.zeros(d, dtype=np.float32)
         if n_shift:

@@ -42,6 +42,7 @@ Where the time goes (measured with benchmarks/bench_train.py, 2 cores, shared ma
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -52,19 +53,20 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from gap_spark import fs
-from gap_spark.dataset import manifest_summary, read_manifest, read_split
-from gap_spark.errors import ConfigError, DatasetError, GapSparkError
-from gap_spark.features import (fit_feature_model, output_column, validate_pca_k, with_label_metadata)
+from gap_spark.contracts.dataset import manifest_summary, read_manifest, read_split
+from gap_spark.core import fs
+from gap_spark.core.errors import ConfigError, DatasetError, GapSparkError
+from gap_spark.features import fit_feature_model, output_column, validate_pca_k, with_label_metadata
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
-    from gap_spark.config import Config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,7 @@ def selected_models(models: Iterable[str] | str) -> list[str]:
         Names from ``MODEL_NAMES``.
     """
     if isinstance(models, str):
-        models = [m for m in models.split(",")]
+        models = list(models.split(","))
     out: list[str] = []
     for name in models:
         name = str(name).strip().lower()
@@ -115,10 +117,8 @@ def _number(section: dict, key: str, prefix: str, kind: type = float, low: float
     value = section[key]
     if kind is float and isinstance(value, str):
         # YAML 1.1 reads 1e-6 (no dot) as a string; accept it as the number it is meant to be.
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
         raise ConfigError(f"{prefix}.{key} must be {'an integer' if kind is int else 'a number'}, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
@@ -476,13 +476,11 @@ class FitProgress:
         if self._detach is not None:
             try:
                 self._detach()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("could not detach the progress appender", exc_info=True)
         if self._log_file:
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(self._log_file)
-            except OSError:
-                pass
 
 
 # --------------------------------------------------------------------------------------------------
@@ -878,14 +876,16 @@ def run_train(spark: "SparkSession", config: "Config", paths: "Paths") -> dict:
             if tune_enabled:
                 sc.setJobDescription(f"gap-spark train: grid search for {name}")
                 t0 = time.time()
-                base = lr_estimator(model_params, features_col) if name == "lr" else rf_estimator(model_params, features_col)
+                estimator = lr_estimator if name == "lr" else rf_estimator
+                base = estimator(model_params, features_col)
                 best, table = tune_model(name, base, transformed, cfg["tune"], seed=int(cfg["tune"]["seed"]))
                 phase["tune"] = _seconds(t0)
                 table_path = paths.run_file("tuning", f"{name}.csv")
                 fs.write_text(table_path, table_csv(table))
                 model_params.update(best)
                 tuning = {"best": best, "table": table_path, "grid_points": len(table),
-                          "fraction": cfg["tune"]["fraction"], "best_validation_accuracy": table[0]["validation_accuracy"]}
+                          "fraction": cfg["tune"]["fraction"],
+                          "best_validation_accuracy": table[0]["validation_accuracy"]}
                 log.info("train: %s grid search: best %s (validation accuracy %.4f) in %.1f s; table %s",
                          name, best, table[0]["validation_accuracy"], phase["tune"], table_path)
 
@@ -899,7 +899,8 @@ def run_train(spark: "SparkSession", config: "Config", paths: "Paths") -> dict:
                 if warm_info:
                     phase["warm_start"] = warm_info["seconds"]
             else:
-                if model_params["cacheNodeIds"] and model_params["checkpointInterval"] > 0 and not sc.getCheckpointDir():
+                checkpoints = model_params["cacheNodeIds"] and model_params["checkpointInterval"] > 0
+                if checkpoints and not sc.getCheckpointDir():
                     sc.setCheckpointDir(fs.to_spark_uri(paths.run_file("_checkpoints")))
                 classifier = fit_rf(spark, transformed, model_params, features_col, heartbeat_s)
                 history = []

@@ -18,22 +18,24 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gap_spark import fs, plots
-from gap_spark.dataset import manifest_summary, read_dataset
-from gap_spark.errors import ConfigError, DatasetError
+from gap_spark import plots
+from gap_spark.contracts.dataset import manifest_summary, read_dataset
+from gap_spark.core import fs
+from gap_spark.core.errors import ConfigError, DatasetError
 from gap_spark.report import load_run_artifacts, read_optional_csv
 
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
 
-    from gap_spark.config import Config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.harness import main  # noqa: E402
+from benchmarks.harness import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Iterator
 
 import pyspark
 
@@ -102,10 +102,8 @@ class Cluster:
     def kill(self, name: str) -> None:
         """SIGKILL a daemon and everything it started (a worker's executors too)."""
         proc = self.processes[name]
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=30)
 
     def stop(self) -> None:

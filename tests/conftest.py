@@ -1,13 +1,16 @@
-"""Shared fixtures: one local[2] SparkSession for the whole run, and tiny generated data sets."""
+"""Shared fixtures: one local[2] SparkSession for the whole run, tiny generated data sets, and the
+factories every test module builds its inline frames, datasets and configs with."""
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Mapping
 
+import numpy as np
 import pytest
 
-from gap_spark.config import load_config
-from gap_spark.paths import Paths
+from gap_spark.contracts.paths import Paths
+from gap_spark.core.config import load_config
 
 # Tiny sizes: enough rows per class for the models to learn, small enough for a 2-core CI run.
 TINY_SYNTH = {
@@ -78,3 +81,81 @@ def tiny_dataset(spark, tiny_config_and_paths, tiny_raw):
     config, paths = tiny_config_and_paths
     run_ingest(spark, config, paths)
     return paths.data
+
+
+# --------------------------------------------------------------------------------------------------
+# Factories: inline frames, dataset directories and configs
+# --------------------------------------------------------------------------------------------------
+
+PREDICTION_SCHEMA = "row_id long, label int, prediction int, top5 array<int>, confidence double, true_prob double"
+
+
+@pytest.fixture(scope="session")
+def dataset_frame(spark) -> Callable:
+    """``make(x, labels, first_id=0)``: a frame with the dataset contract's columns (row_id, path,
+    label, features array<float>) from a numpy matrix and its labels."""
+    from gap_spark.contracts.dataset import dataset_schema
+
+    def make(x, labels, first_id: int = 0):
+        rows = [(first_id + i, f"img/{first_id + i}.jpg", int(y), [float(v) for v in row])
+                for i, (y, row) in enumerate(zip(labels, np.asarray(x, dtype=np.float32)))]
+        return spark.createDataFrame(rows, dataset_schema())
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def prediction_frame(spark) -> Callable:
+    """``make(labels, predictions, confidences=None, top5=None, true_prob=None, first_id=0)``: an inline
+    frame with the prediction contract's columns (defaults: confidence 0.9, top5 = [prediction],
+    true_prob 0.5)."""
+    def make(labels, predictions, confidences=None, top5=None, true_prob=None, first_id: int = 0):
+        n = len(labels)
+        confidences = confidences if confidences is not None else [0.9] * n
+        top5 = top5 if top5 is not None else [[int(p)] for p in predictions]
+        true_prob = true_prob if true_prob is not None else [0.5] * n
+        rows = [(first_id + i, int(labels[i]), int(predictions[i]), [int(t) for t in top5[i]],
+                 float(confidences[i]), float(true_prob[i])) for i in range(n)]
+        return spark.createDataFrame(rows, PREDICTION_SCHEMA)
+
+    return make
+
+
+def write_dataset_dir(data_dir, splits: Mapping[str, tuple], classes: int | None = None, dim: int | None = None,
+                      status: str = "complete", manifest: bool = True) -> str:
+    """A dataset directory written with pyarrow (no Spark): ``splits`` maps a split to ``(x, labels)``;
+    the manifest records D, K and the rows, as ingest's would."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from gap_spark.contracts.dataset import MANIFEST
+    from gap_spark.core import fs
+
+    data_dir = str(data_dir)
+    rows = {}
+    for split, (x, labels) in splits.items():
+        x, labels = np.asarray(x, dtype=np.float32), np.asarray(labels)
+        features = pa.array([list(map(float, r)) for r in x], type=pa.list_(pa.float32()))
+        table = pa.table({"row_id": pa.array(np.arange(len(labels)), pa.int64()),
+                          "path": pa.array([f"img/{i}.jpg" for i in range(len(labels))]),
+                          "label": pa.array(labels.astype(np.int32)), "features": features})
+        fs.makedirs(f"{data_dir}/split={split}")
+        pq.write_table(table, f"{data_dir}/split={split}/part-00000.parquet")
+        rows[split] = len(labels)
+    if manifest:
+        first_x, _ = next(iter(splits.values()))
+        fs.write_json(f"{data_dir}/{MANIFEST}", {
+            "status": status, "dim": dim if dim is not None else int(np.asarray(first_x).shape[1]),
+            "classes": classes if classes is not None else int(max(int(np.max(y)) for _, y in splits.values())) + 1,
+            "fingerprint": "test",
+            "splits": {s: {"rows_read": n, "rows_written": n, "rows_quarantined": 0} for s, n in rows.items()}})
+    return data_dir
+
+
+def config_and_paths(root, **sets):
+    """A config with ``paths.*`` under ``root`` and the given overrides (``**{"train.lr.max_iter": 5}``),
+    and its Paths."""
+    defaults = {"paths.raw": f"{root}/raw", "paths.data": f"{root}/dataset", "paths.run": f"{root}/run"}
+    merged = {**defaults, **sets}
+    config = load_config(sets=[f"{k}={v}" for k, v in merged.items()])
+    return config, Paths.from_config(config)

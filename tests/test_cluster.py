@@ -4,14 +4,15 @@ pipeline, and the faults a scheduled run meets (a worker lost mid-ingest and mid
 killed mid-ingest, a corrupt or missing input)."""
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from gap_spark import fs
-from gap_spark.dataset import read_manifest, read_split
+from gap_spark.contracts.dataset import read_manifest, read_split
+from gap_spark.core import fs
 from tests.cluster import REPO, running_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -54,8 +55,8 @@ def package(tmp_path_factory):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """Raw CSVs for the cluster tests, in a directory whose name has a space."""
-    from gap_spark.config import load_config
-    from gap_spark.paths import Paths
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import load_config
     from gap_spark.synth import run_synth
 
     root = tmp_path_factory.mktemp("with space")
@@ -85,10 +86,8 @@ def stop_driver(proc) -> None:
     import signal
 
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=60)
 
 
@@ -200,7 +199,8 @@ def test_whole_pipeline_survives_a_worker_lost_mid_training_and_matches_local(fu
             {k: ref[k] for k in ("rows_read", "rows_written", "rows_quarantined")}, split
     assert (cluster_manifest["dim"], cluster_manifest["classes"]) == (local_manifest["dim"], local_manifest["classes"])
 
-    cluster_metrics, local_metrics = (fs.read_json(str(r / "runs" / "latest" / "metrics.json")) for r in (remote, local))
+    cluster_metrics, local_metrics = (fs.read_json(str(r / "runs" / "latest" / "metrics.json"))
+                                      for r in (remote, local))
     for model in ("lr", "rf"):
         for split in ("val", "v2"):
             got, ref = cluster_metrics["models"][model][split], local_metrics["models"][model][split]
@@ -228,7 +228,7 @@ def test_driver_killed_mid_ingest_leaves_nothing_readable_and_rerun_is_complete(
     cluster.kill("driver")
     del cluster.processes["driver"]
     assert not (root / "dataset" / "_manifest.json").exists()
-    from gap_spark.errors import DatasetError
+    from gap_spark.core.errors import DatasetError
 
     with pytest.raises(DatasetError):
         read_manifest(str(root / "dataset"))
@@ -240,9 +240,9 @@ def test_driver_killed_mid_ingest_leaves_nothing_readable_and_rerun_is_complete(
     assert manifest["splits"]["train"]["rows_written"] == 24000
 
     # Identical to a clean local ingest of the same files.
-    from gap_spark.config import load_config
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import load_config
     from gap_spark.ingest import run_ingest
-    from gap_spark.paths import Paths
 
     local = load_config(config, sets=[f"paths.raw={generated}", f"paths.data={tmp_path}/local"])
     run_ingest(spark, local, Paths.from_config(local))

@@ -8,9 +8,10 @@ import zipfile
 
 import pytest
 
-from gap_spark import cli, session
-from gap_spark.config import load_config, parse_override
-from gap_spark.errors import ConfigError, GapSparkError
+from gap_spark import cli
+from gap_spark.core import session
+from gap_spark.core.config import load_config, parse_override
+from gap_spark.core.errors import ConfigError, GapSparkError
 
 
 def test_defaults_load_and_overrides_apply_in_order(tmp_path):

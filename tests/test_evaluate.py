@@ -15,11 +15,11 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from gap_spark import evaluate as ev
-from gap_spark import fs
-from gap_spark.config import load_config
-from gap_spark.dataset import dataset_schema
-from gap_spark.errors import DatasetError, GapSparkError
-from gap_spark.paths import Paths
+from gap_spark.contracts.dataset import dataset_schema
+from gap_spark.contracts.paths import Paths
+from gap_spark.core import fs
+from gap_spark.core.config import load_config
+from gap_spark.core.errors import DatasetError, GapSparkError
 from gap_spark.synth import SynthSpec, World
 
 DIM, K = 16, 8
@@ -412,7 +412,7 @@ def dataset_models(spark, tiny_dataset):
     from pyspark.ml.classification import RandomForestClassifier
     from pyspark.ml.feature import SQLTransformer, VectorAssembler
 
-    from gap_spark.dataset import read_split
+    from gap_spark.contracts.dataset import read_split
 
     train = read_split(spark, tiny_dataset, "train").cache()
     lr = fit_model(spark, train, regParam=1e-3)
@@ -488,7 +488,7 @@ def test_refuses_a_dataset_without_manifest(spark, model, tmp_path):
 
 
 def test_refuses_a_model_whose_dimension_differs(spark, tiny_dataset, tmp_path):
-    from gap_spark.dataset import read_split
+    from gap_spark.contracts.dataset import read_split
 
     narrow = fit_model(spark, read_split(spark, tiny_dataset, "train"), dim=12, maxIter=5)
     run = str(tmp_path / "run")
@@ -508,7 +508,7 @@ def test_refuses_a_model_whose_classes_differ(model):
 
 
 def test_settings_are_checked():
-    from gap_spark.errors import ConfigError
+    from gap_spark.core.errors import ConfigError
 
     ok = ev.EvaluateSettings.from_config(load_config())
     assert ok.ece_bins == 15 and ok.bootstrap_replicates >= 1

@@ -6,10 +6,20 @@ import pytest
 from pyspark.ml import PipelineModel
 from pyspark.sql import types as T
 
-from gap_spark.errors import ConfigError
-from gap_spark.features import (ArrayToVector, PCA_COL, SCALED_COL, VECTOR_COL, feature_stages,
-                                fit_feature_model, label_metadata, label_num_values, output_column,
-                                validate_pca_k, with_label_metadata)
+from gap_spark.core.errors import ConfigError
+from gap_spark.features import (
+    PCA_COL,
+    SCALED_COL,
+    VECTOR_COL,
+    ArrayToVector,
+    feature_stages,
+    fit_feature_model,
+    label_metadata,
+    label_num_values,
+    output_column,
+    validate_pca_k,
+    with_label_metadata,
+)
 
 SCHEMA = T.StructType([
     T.StructField("row_id", T.LongType(), False),

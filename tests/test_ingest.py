@@ -8,12 +8,12 @@ import pyarrow as pa
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from gap_spark import fs
-from gap_spark.config import load_config
-from gap_spark.dataset import RAW_FILE_NAMES, read_manifest, read_split
-from gap_spark.errors import DatasetError, IngestError
+from gap_spark.contracts.dataset import RAW_FILE_NAMES, read_manifest, read_split
+from gap_spark.contracts.paths import Paths
+from gap_spark.core import fs
+from gap_spark.core.config import load_config
+from gap_spark.core.errors import DatasetError, IngestError
 from gap_spark.ingest import LineParser, classify_line, run_ingest, validate_header
-from gap_spark.paths import Paths
 
 DIM = 3
 HEADER = ",path,label,0,1,2"
@@ -97,7 +97,7 @@ def write_raw(root, rows: dict[str, list[str]], header: str = HEADER, gz: bool =
     root.mkdir(parents=True, exist_ok=True)
     for split, lines in rows.items():
         name = RAW_FILE_NAMES[split] + (".gz" if gz else "")
-        data = (eol.join([header] + lines) + eol).encode()
+        data = (eol.join([header, *lines]) + eol).encode()
         (root / name).write_bytes(gzip.compress(data) if gz else data)
     return root
 
@@ -116,7 +116,7 @@ CLEAN = {
 
 
 def expected_frame(spark, split):
-    from gap_spark.dataset import dataset_schema
+    from gap_spark.contracts.dataset import dataset_schema
 
     rows = {
         "train": [(0, "t/a.jpg", 0, [0.5, 1.5, -2.0]), (1, "t/b.jpg", 4, [0.25, 0.0, 1e-3])],
@@ -229,7 +229,7 @@ def test_rerun_is_idempotent_and_readers_refuse_an_unfinished_dataset(spark, tmp
 
 
 def test_generated_data_ingests_and_reconciles(spark, tiny_dataset, tiny_config_and_paths):
-    config, _ = tiny_config_and_paths
+    _config, _ = tiny_config_and_paths
     manifest = read_manifest(tiny_dataset)
     assert manifest["dim"] == 16 and manifest["classes"] == 8
     for split, rows in (("train", 1600), ("val", 800), ("v2", 800)):

@@ -102,7 +102,7 @@ def test_notebook_runs_top_to_bottom_on_tiny_data(tmp_path, monkeypatch):
         client.execute(env=env)  # raises CellExecutionError, naming the cell, if any cell fails
     finally:
         # nbclient owns the kernel and has shut it down; whatever it started must go with it.
-        gone, alive = psutil.wait_procs([proc for proc, _ in seen.values()], timeout=60)
+        _gone, alive = psutil.wait_procs([proc for proc, _ in seen.values()], timeout=60)
         for proc in alive:
             proc.kill()
     assert not alive, f"left behind by the kernel: {[(p.pid, seen[p.pid][1]) for p in alive]}"

@@ -5,10 +5,12 @@ import json
 
 import pytest
 
-from gap_spark import cli, fs
-from gap_spark.config import load_config
-from gap_spark.paths import Paths
-from gap_spark.pipeline import STAGES, StageFailed, run_pipeline
+from gap_spark import cli
+from gap_spark.contracts.paths import Paths
+from gap_spark.core import fs
+from gap_spark.core.config import load_config
+from gap_spark.pipeline import StageFailed, run_pipeline
+from gap_spark.stages import PIPELINE_STAGES as STAGES
 from tests.cluster import REPO
 
 TINY = ["synth.train_rows=1600", "synth.val_rows=800", "synth.v2_rows=800", "synth.dim=16", "synth.classes=8",
@@ -19,7 +21,7 @@ TINY = ["synth.train_rows=1600", "synth.val_rows=800", "synth.v2_rows=800", "syn
 
 
 def tiny_sets(root) -> list[str]:
-    return TINY + [f"paths.raw={root}/raw", f"paths.data={root}/dataset", f"paths.run={root}/runs/latest"]
+    return [*TINY, f"paths.raw={root}/raw", f"paths.data={root}/dataset", f"paths.run={root}/runs/latest"]
 
 
 @pytest.mark.slow

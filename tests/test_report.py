@@ -10,10 +10,11 @@ import subprocess
 
 import pytest
 
-from gap_spark import fs, plots
-from gap_spark.config import load_config
-from gap_spark.errors import GapSparkError
-from gap_spark.paths import Paths
+from gap_spark import plots
+from gap_spark.contracts.paths import Paths
+from gap_spark.core import fs
+from gap_spark.core.config import load_config
+from gap_spark.core.errors import GapSparkError
 from gap_spark.report import md, png_size, run_report
 
 SCRIPT = '<script>alert("x")</script>'
@@ -139,7 +140,7 @@ def test_report_holds_the_numbers_of_metrics_and_shift(tmp_path):
     assert summary["figures"] == 1
     assert summary["model"] == "lr"  # best val accuracy of the two
     expected = []
-    for name, m in METRICS["models"].items():
+    for _name, m in METRICS["models"].items():
         gap = m["gap"]
         expected += [f"{m['val']['accuracy'] * 100:.1f}%", f"{m['v2']['accuracy'] * 100:.1f}%",
                      f"{gap['accuracy'] * 100:.1f}", f"[{gap['ci95'][0] * 100:.1f}, {gap['ci95'][1] * 100:.1f}]",
@@ -291,7 +292,7 @@ def test_unknown_label_and_confidence_layouts_fall_back_to_a_key_value_table(tmp
     shift["labels"] = {"js_divergence": 0.01234}
     shift["confidence"] = {"lr": {"median_drop": 0.04321}}
     fs.write_json(fs.join(run, "shift.json"), shift)
-    _, page, markdown = report_texts(run)
+    _, page, _markdown = report_texts(run)
     assert "js_divergence" in page and "0.0123" in page
     assert "lr.median_drop" in page and "0.0432" in page
 

@@ -8,15 +8,28 @@ import pytest
 import scipy.stats as st
 from pyspark.testing import assertDataFrameEqual
 
-from gap_spark import fs
-from gap_spark.config import load_config
-from gap_spark.errors import ConfigError, DatasetError
-from gap_spark.paths import Paths
-from gap_spark.shift import (HistogramGrid, ShiftSettings, balanced_sample, confidence_shift, delong_interval,
-                             domain_auc, feature_moments, feature_shift_stats, histogram_distances, label_counts,
-                             label_shift, matched_quotas, run_shift, standardised_mean_difference, tag_sets)
+from gap_spark.contracts.paths import Paths
+from gap_spark.core import fs
+from gap_spark.core.config import load_config
+from gap_spark.core.errors import ConfigError, DatasetError
+from gap_spark.shift import (
+    HistogramGrid,
+    ShiftSettings,
+    balanced_sample,
+    confidence_shift,
+    delong_interval,
+    domain_auc,
+    feature_moments,
+    feature_shift_stats,
+    histogram_distances,
+    label_counts,
+    label_shift,
+    matched_quotas,
+    run_shift,
+    standardised_mean_difference,
+    tag_sets,
+)
 from gap_spark.synth import SynthSpec, World, split_labels
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -372,7 +385,7 @@ def test_missing_dataset_is_a_dataset_error(spark, tmp_path):
 def test_run_shift_writes_the_contract(spark, tiny_dataset, tiny_config_and_paths, tmp_path):
     from pyspark.sql import functions as F
 
-    from gap_spark.dataset import read_split
+    from gap_spark.contracts.dataset import read_split
 
     base, _ = tiny_config_and_paths
     run = str(tmp_path / "run")

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gap_spark.dataset import RAW_FILE_NAMES
+from gap_spark.contracts.dataset import RAW_FILE_NAMES
 from gap_spark.synth import FULL_ROWS, SynthSpec, World, allocate, generate, split_labels
 
 
 def small_spec(**kw) -> SynthSpec:
-    base = dict(train_rows=600, val_rows=200, v2_rows=100, dim=12, classes=6, superclass_size=3, seed=5)
+    base = {"train_rows": 600, "val_rows": 200, "v2_rows": 100, "dim": 12, "classes": 6, "superclass_size": 3,
+            "seed": 5}
     base.update(kw)
     return SynthSpec(**base)
 
@@ -100,9 +101,9 @@ def test_default_knobs_make_v2_harder_and_move_some_features():
     assert smd[shifted].mean() > 3 * np.delete(smd, shifted).mean()
 
 
-@pytest.mark.parametrize("bad", [dict(dim=0), dict(classes=1), dict(hardness=-0.1), dict(covariate_fraction=2.0)])
+@pytest.mark.parametrize("bad", [{"dim": 0}, {"classes": 1}, {"hardness": -0.1}, {"covariate_fraction": 2.0}])
 def test_invalid_specs_are_refused(bad):
-    from gap_spark.errors import ConfigError
+    from gap_spark.core.errors import ConfigError
 
     with pytest.raises(ConfigError):
         small_spec(**bad).validate()

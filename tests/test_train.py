@@ -11,17 +11,28 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from gap_spark import fs
 from gap_spark.cli import main as cli_main
-from gap_spark.config import load_config
-from gap_spark.dataset import MANIFEST, read_split
-from gap_spark.errors import ConfigError, DatasetError, GapSparkError
+from gap_spark.contracts.dataset import MANIFEST, read_split
+from gap_spark.contracts.paths import Paths
+from gap_spark.core import fs
+from gap_spark.core.config import load_config
+from gap_spark.core.errors import ConfigError, DatasetError, GapSparkError
 from gap_spark.features import fit_feature_model, output_column, with_label_metadata
-from gap_spark.paths import Paths
-from gap_spark.synth import SynthSpec, World
-from gap_spark.train import (FitProgress, auto_partitions, check_label_stats, describe_missing, lr_estimator,
-                             lr_params, rf_estimator, rf_params, run_train, selected_models, storage_level,
-                             table_csv, warm_start_params)
+from gap_spark.train import (
+    FitProgress,
+    auto_partitions,
+    check_label_stats,
+    describe_missing,
+    lr_estimator,
+    lr_params,
+    rf_estimator,
+    rf_params,
+    run_train,
+    selected_models,
+    storage_level,
+    table_csv,
+    warm_start_params,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Helpers: small datasets written straight to the dataset layout (so they can be made inconsistent)

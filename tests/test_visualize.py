@@ -8,13 +8,22 @@ import pandas as pd
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from gap_spark import fs, plots
-from gap_spark.config import load_config
-from gap_spark.paths import Paths
+from gap_spark import plots
+from gap_spark.contracts.paths import Paths
+from gap_spark.core import fs
+from gap_spark.core.config import load_config
 from gap_spark.report import png_size
 from gap_spark.synth import SynthSpec, World
-from gap_spark.visualize import (FIGURE_FILES, FIGURE_KINDS, choose_focus_classes, collect_sample, embed,
-                                 proportional_quotas, run_visualize, stratified_sample)
+from gap_spark.visualize import (
+    FIGURE_FILES,
+    FIGURE_KINDS,
+    choose_focus_classes,
+    collect_sample,
+    embed,
+    proportional_quotas,
+    run_visualize,
+    stratified_sample,
+)
 from tests.test_report import CONFUSED_CSV, METRICS, PER_CLASS_CSV, SHIFT, write_fake_run
 
 
@@ -128,7 +137,7 @@ def test_tsne_embedding_is_seeded_and_separates_classes():
 def test_umap_embedding_is_seeded_even_when_the_neighbour_graph_falls_apart():
     # 50 well separated classes in 1,500 points: the neighbour graph has several components, the case where
     # umap-learn's default spectral start differs from run to run with this seed.
-    x, _, labels = synthetic_points(n=1500, dim=128, classes=50, seed=17)
+    x, _, _labels = synthetic_points(n=1500, dim=128, classes=50, seed=17)
     first = embed(x, methods=("umap",), pca_dims=50, seed=17, threads=2)
     second = embed(x, methods=("umap",), pca_dims=50, seed=17, threads=2)
     assert first.coords["umap"].shape == (1500, 2)
@@ -145,7 +154,7 @@ def test_density_difference_sums_to_zero_and_points_the_right_way():
 
 
 def test_every_figure_is_a_png_of_the_expected_size():
-    x, sets, labels = synthetic_points(n=120)
+    _x, sets, labels = synthetic_points(n=120)
     rng = np.random.default_rng(1)
     coords = {"umap": rng.standard_normal((120, 2)), "tsne": rng.standard_normal((120, 2))}
     focus = np.isin(labels, [0, 1, 2])
@@ -222,7 +231,7 @@ def test_visualize_draws_every_figure_from_a_full_run(spark, tiny_dataset, tiny_
     ("visualize.tsne_perplexity=-1", "non-negative"),
 ])
 def test_bad_settings_are_config_errors(tmp_path, setting, message):
-    from gap_spark.errors import ConfigError
+    from gap_spark.core.errors import ConfigError
 
     config = load_config(sets=[f"paths.data={tmp_path}/data", f"paths.run={tmp_path}/run", setting])
     with pytest.raises(ConfigError, match=message):
@@ -230,7 +239,7 @@ def test_bad_settings_are_config_errors(tmp_path, setting, message):
 
 
 def test_missing_dataset_is_a_dataset_error(tmp_path):
-    from gap_spark.errors import DatasetError
+    from gap_spark.core.errors import DatasetError
 
     config = load_config(sets=[f"paths.data={tmp_path}/nothing", f"paths.run={tmp_path}/run"])
     with pytest.raises(DatasetError, match="not found"):
@@ -249,7 +258,7 @@ def test_numba_gets_a_writable_cache_and_at_most_the_threads_asked_for(monkeypat
     prepare_numba(1)
     cache = os.environ["NUMBA_CACHE_DIR"]
     assert cache.startswith(str(tmp_path)) and os.access(cache, os.W_OK)
-    assert numba.config.CACHE_DIR == cache
+    assert cache == numba.config.CACHE_DIR
     assert numba.get_num_threads() == 1
     prepare_numba(2)
     assert numba.get_num_threads() == min(2, numba.config.NUMBA_NUM_THREADS)

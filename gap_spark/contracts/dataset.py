@@ -1,28 +1,34 @@
-"""The contract between ingest and every later stage: layout, schema and manifest of the dataset.
+"""The contract between the raw files, ingest and every later stage: layouts, schema and manifest.
 
-``DATA_DIR/split=<train|val|v2>/part-*.parquet`` with columns ``row_id`` (long), ``path`` (string),
-``label`` (int) and ``features`` (array<float>); ``DATA_DIR/_manifest.json`` marks it complete.
+- ``RAW_DIR/<split>_<model tag>.csv`` (or ``.csv.gz``): the three CSVs under their real names, and
+  ``RAW_DIR/_synth.json`` when the generator wrote them.
+- ``DATA_DIR/split=<train|val|v2>/part-*.parquet`` with columns ``row_id`` (long), ``path`` (string),
+  ``label`` (int) and ``features`` (array<float>); ``DATA_DIR/_quarantine/split=<split>/`` holds the
+  bad rows and ``DATA_DIR/_manifest.json`` marks the dataset complete.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gap_spark import fs
-from gap_spark.errors import DatasetError
+from gap_spark.core import fs
+from gap_spark.core.errors import DatasetError, IngestError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 SPLITS = ("train", "val", "v2")
 MODEL_TAG = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"
 RAW_FILE_NAMES = {split: f"{split}_{MODEL_TAG}.csv" for split in SPLITS}
 MANIFEST = "_manifest.json"
 QUARANTINE = "_quarantine"
+SYNTH_MARKER = "_synth.json"
 MANIFEST_VERSION = 1
 DATASET_COLUMNS = ("row_id", "path", "label", "features")
 
 
-def dataset_schema():
+def dataset_schema() -> "StructType":
+    """The Spark schema of every split (and of ingest's output)."""
     from pyspark.sql import types as T
 
     return T.StructType([
@@ -31,6 +37,21 @@ def dataset_schema():
         T.StructField("label", T.IntegerType(), False),
         T.StructField("features", T.ArrayType(T.FloatType(), containsNull=False), False),
     ])
+
+
+def raw_file_path(raw_dir: str, split: str) -> str:
+    """``RAW_DIR/<split>_<model tag>.csv``."""
+    return fs.join(raw_dir, RAW_FILE_NAMES[split])
+
+
+def synth_marker_path(raw_dir: str) -> str:
+    """``RAW_DIR/_synth.json``: what the generator wrote, and with which settings."""
+    return fs.join(raw_dir, SYNTH_MARKER)
+
+
+def quarantine_path(data_dir: str, split: str) -> str:
+    """``DATA_DIR/_quarantine/split=<split>``."""
+    return fs.join(data_dir, QUARANTINE, f"split={split}")
 
 
 def manifest_path(data_dir: str) -> str:
@@ -83,3 +104,38 @@ def manifest_summary(manifest: dict) -> dict:
         "splits": {s: {"rows": v.get("rows_written"), "quarantined": v.get("rows_quarantined")}
                    for s, v in manifest.get("splits", {}).items()},
     }
+
+
+def resolve_sources(raw_dir: str | None, train: str | None = None, val: str | None = None,
+                    v2: str | None = None) -> dict[str, str]:
+    """The CSV for each split: explicit paths first, else the real file names (``.csv`` or ``.csv.gz``) in raw_dir."""
+    given = {"train": train, "val": val, "v2": v2}
+    sources: dict[str, str] = {}
+    for split in SPLITS:
+        explicit = given[split]
+        if explicit:
+            sources[split] = explicit
+            continue
+        if not raw_dir:
+            raise IngestError(f"no file for split '{split}': give --raw or --{split}")
+        plain = raw_file_path(raw_dir, split)
+        sources[split] = plain if fs.exists(plain) or not fs.exists(plain + ".gz") else plain + ".gz"
+    for split, source in sources.items():
+        if not fs.exists(source):
+            raise IngestError(f"{split} CSV not found: {source}")
+        if fs.is_dir(source):
+            raise IngestError(f"{split} CSV is a directory, expected a file: {source}")
+    return sources
+
+
+def fingerprint(sources: dict[str, str]) -> str:
+    """Identifies the inputs: names, sizes and modification times."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for split in sorted(sources):
+        filesystem, path = fs.resolve(sources[split])
+        info = filesystem.get_file_info(path)
+        mtime = info.mtime_ns if info.mtime_ns is not None else 0
+        digest.update(f"{split}|{sources[split]}|{info.size}|{mtime}\n".encode())
+    return digest.hexdigest()[:16]

@@ -7,10 +7,12 @@ and never calls ``open()`` on a path that could be remote.
 from __future__ import annotations
 
 import json
+import math
 import os
 import posixpath
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
@@ -144,17 +146,28 @@ def read_json(path: str) -> Any:
 
 
 def write_json(path: str, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    """Write ``obj`` as indented JSON after :func:`json_safe` (NaN and infinities become null)."""
+    write_text(path, json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
-def _json_default(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays turned into Python values and NaN or infinities into None.
+
+    JSON has no NaN: a metric that cannot be computed (no rows) is written as null.
+    """
     import numpy as np
 
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if isinstance(obj, dict):
+        return {key: json_safe(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(value) for value in obj]
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+        return json_safe(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def open_text_lines(path: str, block_size: int = 1 << 20) -> Iterator[str]:

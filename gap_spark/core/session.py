@@ -12,19 +12,21 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gap_spark.errors import GapSparkError
+from gap_spark.core.errors import GapSparkError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from gap_spark.config import Config
+    from gap_spark.core.config import Config
 
 log = logging.getLogger(__name__)
 
-REPO_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+REPO_CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 MIN_JAVA = 17
 
 
@@ -146,3 +148,14 @@ def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "S
     if level:
         spark.sparkContext.setLogLevel(str(level))
     return spark
+
+
+@contextmanager
+def job_description(spark: "SparkSession", text: str) -> Iterator[None]:
+    """Label the Spark jobs started inside the block (the UI and the progress log show it)."""
+    sc = spark.sparkContext
+    sc.setJobDescription(text)
+    try:
+        yield
+    finally:
+        sc.setJobDescription(None)  # type: ignore[arg-type]  # None clears it; the stub says str

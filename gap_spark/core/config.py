@@ -6,13 +6,18 @@ is an error that names the key instead of a setting that silently does nothing.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
-from gap_spark.errors import ConfigError
+from gap_spark.core.errors import ConfigError
+from gap_spark.core.settings import Settings
+
+__all__ = ["Config", "default_config_dict", "load_config", "parse_override"]
 
 # Sections whose keys are free-form (Spark settings, for example).
 FREE_FORM_SECTIONS = frozenset({"spark.conf"})
@@ -82,9 +87,18 @@ def parse_override(text: str) -> dict:
 
 @dataclass(frozen=True)
 class Config:
-    """A validated, read-only view of the pipeline configuration."""
+    """The merged configuration: the raw mapping (for fingerprints and dumps) and its checked settings.
+
+    Stages read values through :attr:`settings` only; :meth:`get` and :meth:`section` serve the
+    pipeline's fingerprints and the config dumps.
+    """
 
     data: dict
+
+    @cached_property
+    def settings(self) -> Settings:
+        """Every section checked once (:mod:`gap_spark.core.settings`); a bad value raises ConfigError."""
+        return Settings.from_mapping(self.data)
 
     def get(self, dotted: str) -> Any:
         node: Any = self.data
@@ -109,15 +123,17 @@ class Config:
             _merge(data, _drop_none_leaves(overrides))
         for text in sets:
             _merge(data, parse_override(text))
-        return Config(data)
+        config = Config(data)
+        config.settings  # noqa: B018 - check every key now, before any work
+        return config
 
     def to_dict(self) -> dict:
         return copy.deepcopy(self.data)
 
 
-def _drop_none_leaves(tree: Mapping) -> dict:
+def _drop_none_leaves(tree: Mapping[str, Any]) -> dict[str, Any]:
     """CLI options that were not given arrive as None and must not override the config."""
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, Mapping):
             sub = _drop_none_leaves(value)
@@ -132,7 +148,7 @@ def load_config(path: str | None = None, sets: Iterable[str] = (), overrides: Ma
     """Defaults, then the YAML file at ``path`` (a local path or URI), then ``overrides``, then ``sets``."""
     data = default_config_dict()
     if path:
-        from gap_spark import fs
+        from gap_spark.core import fs
 
         if not fs.exists(path):
             raise ConfigError(f"config file not found: {path}")

@@ -1,0 +1,399 @@
+"""Typed settings: one frozen dataclass per config section, checked once when the config is loaded.
+
+The values come from ``defaults.yaml`` merged with the user's file and overrides (:mod:`.config`);
+the dataclasses hold no defaults of their own, so every default is written in one place. One checker,
+:func:`build`, reads each field's annotation (``int``, ``float``, ``bool``, ``str``, ``X | None``,
+``Literal[...]``, ``tuple[X, ...]``, ``dict[str, str]`` or a nested section) and the bounds in its
+``Annotated`` metadata (:class:`Bounds`), and refuses a wrong value with one line that names the key:
+
+- an integer key refuses ``3.7`` and ``true`` (no silent truncation);
+- a number key takes integers, and strings such as ``1e-6`` that YAML 1.1 leaves unparsed;
+- ``X | None`` takes ``null``; a list key also takes a comma-separated string.
+
+Rules that tie two keys together live in the section's ``__post_init__``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from gap_spark.core.errors import ConfigError
+
+__all__ = [
+    "Bounds",
+    "EvaluateSettings",
+    "IngestSettings",
+    "LRSettings",
+    "PathSettings",
+    "RFSettings",
+    "ReportSettings",
+    "Settings",
+    "ShiftSettings",
+    "SparkSettings",
+    "SynthSettings",
+    "TrainSettings",
+    "TuneSettings",
+    "VisualizeSettings",
+    "WarmStartSettings",
+    "build",
+]
+
+STORAGE_LEVELS = ("NONE", "DISK_ONLY", "DISK_ONLY_2", "DISK_ONLY_3", "MEMORY_ONLY", "MEMORY_ONLY_2",
+                  "MEMORY_AND_DISK", "MEMORY_AND_DISK_2", "MEMORY_AND_DISK_DESER", "OFF_HEAP")
+FEATURE_SUBSET_STRATEGIES = ("auto", "all", "onethird", "sqrt", "log2")
+PARQUET_CODECS = ("snappy", "gzip", "zstd", "lz4", "brotli", "none", "uncompressed")
+FULL_ROWS = {"train": 1_281_167, "val": 50_000, "v2": 10_000}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """``Annotated`` metadata: the value (or every element of a tuple) must lie within these bounds."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+
+Count = Annotated[int, Bounds(ge=1)]
+Seed = Annotated[int, Bounds(ge=0)]
+NonNegative = Annotated[float, Bounds(ge=0)]
+Positive = Annotated[float, Bounds(gt=0)]
+Fraction = Annotated[float, Bounds(ge=0, le=1)]
+
+
+# --------------------------------------------------------------------------------------------------
+# The checker
+# --------------------------------------------------------------------------------------------------
+
+def _type_name(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _is_optional(hint: Any) -> tuple[bool, Any]:
+    if get_origin(hint) in (Union, types.UnionType):
+        args = [a for a in get_args(hint) if a is not type(None)]
+        if len(args) == 1 and len(get_args(hint)) == 2:
+            return True, args[0]
+    return False, hint
+
+
+def _scalar(value: Any, hint: Any, key: str) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-6 (no dot) as a string
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"settings: no checker for {hint!r} ({key})")  # a bug in a dataclass, not user input
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    if get_origin(hint) is Annotated:
+        base, *extras = get_args(hint)
+        value = _coerce(value, base, key)
+        for bounds in extras:
+            if isinstance(bounds, Bounds):
+                _check_bounds(value, bounds, key)
+        return value
+    optional, inner = _is_optional(hint)
+    if optional:
+        return None if value is None else _coerce(value, inner, key)
+    if value is None:
+        raise ConfigError(f"config key '{key}' must be set, got null")
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, key)  # type: ignore[arg-type]
+    origin = get_origin(hint)
+    if origin is Literal:
+        choices = get_args(hint)
+        if isinstance(value, str) and value.strip().lower() in [str(c).lower() for c in choices]:
+            return next(c for c in choices if str(c).lower() == value.strip().lower())
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, choices))}, got {value!r}")
+    if origin is tuple:
+        element = get_args(hint)[0]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        return tuple(_coerce(v, element, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    return _scalar(value, hint, key)
+
+
+def _check_bounds(value: Any, bounds: Bounds, key: str) -> None:
+    checks = ((bounds.ge, ">=", lambda v, b: v >= b), (bounds.gt, ">", lambda v, b: v > b),
+              (bounds.le, "<=", lambda v, b: v <= b), (bounds.lt, "<", lambda v, b: v < b))
+    for limit, sign, holds in checks:
+        if limit is not None and not holds(value, limit):
+            raise ConfigError(f"config key '{key}' must be {sign} {limit:g}, got {value!r}")
+
+
+def build(cls: type, data: Any, prefix: str) -> Any:
+    """An instance of the settings dataclass ``cls`` from the mapping ``data``, every value checked.
+
+    Parameters
+    ----------
+    cls : type
+        A frozen dataclass of this module.
+    data : mapping
+        The config section (defaults already merged in).
+    prefix : str
+        The section's dotted key, for messages.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the first key whose value is missing, of the wrong type or out of bounds.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config key '{prefix}' is a section and needs a mapping, got {data!r}")
+    hints = get_type_hints(cls, include_extras=True)
+    values = {}
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}"
+        if f.name not in data:
+            raise ConfigError(f"config key '{key}' is missing")
+        values[f.name] = _coerce(data[f.name], hints[f.name], key)
+    return cls(**values)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+# --------------------------------------------------------------------------------------------------
+# The sections (keys and comments: gap_spark/defaults.yaml)
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SparkSettings:
+    app_name: str
+    master: str | None
+    conf: dict[str, str]
+    local_bind_address: str
+    log_level: str | None
+
+
+@dataclass(frozen=True)
+class PathSettings:
+    raw: str
+    data: str
+    run: str
+
+
+@dataclass(frozen=True)
+class SynthSettings:
+    scale: Positive
+    train_rows: Count | None
+    val_rows: Count | None
+    v2_rows: Count | None
+    dim: Count
+    classes: Annotated[int, Bounds(ge=2)]
+    seed: Seed
+    superclass_size: Count
+    hardness: NonNegative
+    v2_extra_hardness: NonNegative
+    covariate_shift: NonNegative
+    covariate_fraction: Fraction
+    chunk_rows: Count
+    workers: Count
+
+    def rows(self, split: str) -> int:
+        """Rows of ``split``: the explicit count, else ``scale`` times the real size (at least 1)."""
+        given = {"train": self.train_rows, "val": self.val_rows, "v2": self.v2_rows}[split]
+        return int(given) if given is not None else max(1, round(FULL_ROWS[split] * self.scale))
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    classes: Annotated[int, Bounds(ge=2)]
+    max_bad_fraction: Fraction
+    target_file_mb: Positive
+    batch_rows: Count
+    compression: Literal["snappy", "gzip", "zstd", "lz4", "brotli", "none", "uncompressed"]
+
+
+@dataclass(frozen=True)
+class WarmStartSettings:
+    sample_rows: Annotated[int, Bounds(ge=0)] | None
+    max_iter: Count
+    seed: int
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sample_rows)
+
+
+@dataclass(frozen=True)
+class LRSettings:
+    reg_param: NonNegative
+    elastic_net_param: Fraction
+    max_iter: Annotated[int, Bounds(ge=0)]
+    warm_start: WarmStartSettings
+    tol: NonNegative
+    max_block_size_mb: Positive
+
+
+@dataclass(frozen=True)
+class RFSettings:
+    num_trees: Count
+    max_depth: Annotated[int, Bounds(ge=0, le=30)]
+    max_bins: Annotated[int, Bounds(ge=2)]
+    feature_subset_strategy: str
+    subsampling_rate: Annotated[float, Bounds(gt=0, le=1)]
+    max_memory_mb: Count
+    checkpoint_interval: int | None
+    cache_node_ids: bool
+    min_instances_per_node: Count
+    pca_k: Count | None
+    partitions: Count | None
+    seed: int
+
+    def __post_init__(self) -> None:
+        strategy = self.feature_subset_strategy.strip().lower()
+        if strategy not in FEATURE_SUBSET_STRATEGIES:
+            try:  # MLlib also takes a fraction in (0, 1] or a count >= 1
+                ok = float(strategy) > 0
+            except ValueError:
+                ok = False
+            _require(ok, f"train.rf.feature_subset_strategy must be one of {FEATURE_SUBSET_STRATEGIES}, "
+                         f"a fraction in (0, 1] or a count, got {self.feature_subset_strategy!r}")
+        object.__setattr__(self, "feature_subset_strategy", strategy)
+        ci = self.checkpoint_interval
+        _require(ci is None or ci == -1 or ci >= 1,
+                 f"train.rf.checkpoint_interval must be -1 (off) or >= 1, got {ci!r}")
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    enabled: bool
+    fraction: Annotated[float, Bounds(gt=0, le=1)]
+    train_ratio: Annotated[float, Bounds(gt=0, lt=1)]
+    parallelism: Count
+    seed: int
+    lr_reg_param: tuple[Annotated[float, Bounds(ge=0)], ...]
+    lr_elastic_net_param: tuple[Annotated[float, Bounds(ge=0, le=1)], ...]
+    rf_max_depth: tuple[Annotated[int, Bounds(ge=0, le=30)], ...]
+    rf_num_trees: tuple[Annotated[int, Bounds(ge=1)], ...]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    models: tuple[str, ...]
+    overwrite: bool
+    partitions: Count | None
+    storage_level: Literal["NONE", "DISK_ONLY", "DISK_ONLY_2", "DISK_ONLY_3", "MEMORY_ONLY", "MEMORY_ONLY_2",
+                           "MEMORY_AND_DISK", "MEMORY_AND_DISK_2", "MEMORY_AND_DISK_DESER", "OFF_HEAP"]
+    pca_k: Count | None
+    pca_max_rows: Count | None
+    missing_classes: Literal["warn", "error"]
+    progress_seconds: Positive
+    lr: LRSettings
+    rf: RFSettings
+    tune: TuneSettings
+
+    def __post_init__(self) -> None:
+        names = tuple(dict.fromkeys(m.strip().lower() for m in self.models if m.strip()))
+        _require(bool(names), "train.models is empty: name at least one model")
+        object.__setattr__(self, "models", names)
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    bootstrap_replicates: Count
+    seed: Seed
+    ece_bins: Count
+    confidence_threshold: Fraction
+    top_confused_pairs: Count
+    holdout_fraction: Annotated[float, Bounds(ge=0, lt=1)]
+
+
+@dataclass(frozen=True)
+class ShiftSettings:
+    histogram_bins: Annotated[int, Bounds(ge=10)]
+    histogram_range_sd: Positive
+    smd_threshold: Positive
+    top_features: Count
+    domain_sample_per_set: Count
+    domain_folds: Annotated[int, Bounds(ge=2)]
+    domain_pca_k: Count
+    domain_reg_param: NonNegative
+    domain_max_iter: Count
+    seed: int
+    train_control_fraction: Annotated[float, Bounds(gt=0, le=1)]
+
+    def __post_init__(self) -> None:
+        _require(self.domain_sample_per_set >= 10 * self.domain_folds,
+                 "shift.domain_sample_per_set must be at least 10 x shift.domain_folds")
+
+
+@dataclass(frozen=True)
+class VisualizeSettings:
+    sample_size: Annotated[int, Bounds(ge=8)]
+    classes: Count
+    focus_points_per_class: Count
+    model: str | None
+    pca_dims: Count
+    seed: int
+    umap_neighbors: Count
+    umap_min_dist: NonNegative
+    tsne_perplexity: NonNegative
+    tsne_iterations: Count
+    methods: tuple[Literal["umap", "tsne"], ...]
+    threads: Count
+    density_bins: Count
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(dict.fromkeys(self.methods)))
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    title: str
+    model: str | None
+    top_rows: Count
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration, checked: ``config.settings.train.lr.max_iter`` and so on."""
+
+    spark: SparkSettings
+    paths: PathSettings
+    synth: SynthSettings
+    ingest: IngestSettings
+    train: TrainSettings
+    evaluate: EvaluateSettings
+    shift: ShiftSettings
+    visualize: VisualizeSettings
+    report: ReportSettings
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> "Settings":
+        """Check every section of a merged config mapping (see :func:`build`)."""
+        hints = get_type_hints(cls)
+        return cls(**{f.name: build(hints[f.name], data.get(f.name), f.name) for f in dataclasses.fields(cls)})

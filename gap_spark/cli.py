@@ -5,16 +5,16 @@ User errors (bad input, missing dataset, wrong header, bad config) print one lin
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gap_spark.console import headline, interrupts_cancel_jobs
 from gap_spark.contracts.paths import Paths
 from gap_spark.core.config import Config, load_config
 from gap_spark.core.errors import GapSparkError, describe_input_failure
-from gap_spark.stages import STAGES
+from gap_spark.stages import PIPELINE_STAGES, STAGES, guarded
 
 log = logging.getLogger("gap_spark")
 
@@ -32,11 +32,17 @@ def needs_spark(command: str) -> bool:
     return command == "pipeline" or (command in STAGES and STAGES[command].needs_spark)
 
 
+def _verbosity(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--quiet", action="store_true", help="log warnings only, print no summary")
+    group.add_argument("--verbose", action="store_true", help="log debug messages, and Spark's INFO lines")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML config file (local path or URI) over the embedded defaults")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set train.lr.max_iter=50 (repeatable)")
-    p.add_argument("--quiet", action="store_true", help="log warnings only")
+    _verbosity(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("package", help="build a zip of gap_spark for spark-submit --py-files")
     p.add_argument("--out", default="dist/gap_spark.zip")
+    _verbosity(p)
     return parser
 
 
@@ -135,44 +142,69 @@ def fs_parent(path: str) -> str:
     return path.rsplit("/", 1)[0] if "/" in path else "."
 
 
-def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     # DataFrameQueryContextLogger repeats every query error as JSON with its Java trace.
     logging.getLogger("DataFrameQueryContextLogger").setLevel(logging.CRITICAL)
     for noisy in ("py4j", "numba", "matplotlib", "PIL", "pynndescent", "umap", "openTSNE"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_command(args: argparse.Namespace) -> dict:
-    """Run one parsed command and return its summary."""
+def interrupted_message(command: str) -> str:
+    """The one line printed on Ctrl-C: what was kept, and what to do next."""
+    if command == "pipeline":
+        return ("interrupted; stages that had finished are kept and marked complete, and "
+                "`gap-spark pipeline` with the same options resumes from the interrupted one")
+    if command in STAGES and STAGES[command].atomic:
+        return "interrupted; nothing was committed (the previous output, if any, is unchanged)"
+    return ("interrupted; this stage's outputs may be incomplete: run it again "
+            "(the pipeline marks a stage complete only when it finishes)")
+
+
+def _written_stages(args: argparse.Namespace) -> list[str]:
+    if args.command == "pipeline":
+        return [s for s in PIPELINE_STAGES if s != "synth" or not args.no_synth]
+    return [args.command]
+
+
+def run_command(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one parsed command and return its summary.
+
+    The preflight checks and the directory locks come first, before Spark starts, so that a second
+    run on the same directories or an unwritable output is refused in seconds.
+    """
     if args.command == "package":
         from gap_spark.package import build_zip
         return {"zip": build_zip(args.out)}
     config, paths = config_from_args(args)
     func = stage_function(args.command)
-    spark = None
-    if needs_spark(args.command):
-        from gap_spark.core.session import get_spark
-        spark = get_spark(config, app_name=f"gap-spark {args.command}")
-    if args.command == "ingest":
-        return func(spark, config, paths, train=args.train, val=args.val, v2=args.v2)
-    if args.command == "pipeline":
-        return func(spark, config, paths, force=args.force, synth=not args.no_synth)
-    return func(spark, config, paths)
+    with guarded(_written_stages(args), config, paths):
+        spark = None
+        if needs_spark(args.command):
+            from gap_spark.core.session import get_spark
+            spark = get_spark(config, app_name=f"gap-spark {args.command}")
+            if args.verbose:
+                spark.sparkContext.setLogLevel("INFO")
+        with interrupts_cancel_jobs(spark):
+            if args.command == "ingest":
+                return func(spark, config, paths, train=args.train, val=args.val, v2=args.v2)
+            if args.command == "pipeline":
+                return func(spark, config, paths, force=args.force, synth=not args.no_synth)
+            return func(spark, config, paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(getattr(args, "quiet", False))
+    setup_logging(args.quiet, args.verbose)
     try:
         summary = run_command(args)
     except GapSparkError as exc:
         print(f"gap-spark {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"gap-spark {args.command}: interrupted", file=sys.stderr)
+        print(f"gap-spark {args.command}: {interrupted_message(args.command)}", file=sys.stderr)
         return 130
     except Exception as exc:
         explained = describe_input_failure(exc)
@@ -180,14 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # a bug: keep the traceback
         print(f"gap-spark {args.command}: error: {explained}", file=sys.stderr)
         return 2
-    if summary is not None and not getattr(args, "quiet", False):
-        print(json.dumps(_headline(summary), indent=2, default=str))
+    if summary is not None and not args.quiet:
+        print(headline(summary))
     return 0
-
-
-def _headline(summary: dict) -> dict:
-    """What the terminal shows at the end: the summary without bulky lists."""
-    return {k: v for k, v in summary.items() if not (isinstance(v, list) and len(v) > 20)}
 
 
 if __name__ == "__main__":  # pragma: no cover

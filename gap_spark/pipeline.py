@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gap_spark.contracts import dataset
 from gap_spark.core import fs
 from gap_spark.core.errors import GapSparkError
-from gap_spark.stages import PIPELINE_STAGES, STAGES
+from gap_spark.stages import PIPELINE_STAGES, STAGES, guarded
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -102,6 +102,17 @@ def run_pipeline(spark: "SparkSession", config: "Config", paths: "Paths", force:
     if synth:
         # Generated data has synth.classes classes; ingest checks labels against the same K.
         config = config.with_overrides({"ingest": {"classes": config.settings.synth.classes}})
+    with guarded(wanted, config, paths):
+        summary = _run_stages(spark, config, paths, wanted, force)
+    report = paths.run_dir.report_html
+    if fs.exists(report):
+        summary["report"] = report
+        log.info("pipeline: report at %s", report)
+    return summary
+
+
+def _run_stages(spark: "SparkSession", config: "Config", paths: "Paths", wanted: list[str],
+                force: bool) -> dict[str, Any]:
     functions = {name: STAGES[name].function() for name in wanted}
     fingerprints: dict[str, str] = {}
     summary: dict[str, Any] = {"run": paths.run, "stages": {}}
@@ -130,10 +141,6 @@ def run_pipeline(spark: "SparkSession", config: "Config", paths: "Paths", force:
         _write_marker(stage, paths, fingerprint, seconds, result)
         summary["stages"][stage] = {"status": "done", "seconds": seconds}
     summary["seconds"] = round(time.time() - started, 3)
-    report = paths.run_dir.report_html
-    if fs.exists(report):
-        summary["report"] = report
-        log.info("pipeline: report at %s", report)
     return summary
 
 

@@ -87,6 +87,35 @@ def size(path: str) -> int:
     return int(info.size or 0)
 
 
+def modified(path: str) -> float | None:
+    """Modification time in seconds since the epoch, or None when unknown or missing."""
+    fs, p = resolve(path)
+    info = fs.get_file_info(p)
+    return info.mtime_ns / 1e9 if info.type != pafs.FileType.NotFound and info.mtime_ns is not None else None
+
+
+def check_writable(directory: str) -> None:
+    """Raise ``PermissionError`` (or ``NotADirectoryError``) unless files can be created in ``directory``.
+
+    A missing directory is checked at its nearest existing ancestor, and nothing is left behind: the
+    probe file is removed and no directory is created.
+    """
+    fs, p = resolve(directory)
+    target = p
+    while fs.get_file_info(target).type == pafs.FileType.NotFound and posixpath.dirname(target) not in ("", target):
+        target = posixpath.dirname(target)
+    kind = fs.get_file_info(target).type
+    if kind != pafs.FileType.Directory:
+        raise NotADirectoryError(f"{directory}: {target} is not a directory")
+    probe = posixpath.join(target, f".gap-spark-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        with fs.open_output_stream(probe) as out:
+            out.write(b"")
+    except OSError as exc:
+        raise PermissionError(f"{directory}: cannot create files in {target} ({exc})") from None
+    fs.delete_file(probe)
+
+
 def makedirs(path: str) -> None:
     fs, p = resolve(path)
     fs.create_dir(p, recursive=True)
@@ -135,6 +164,34 @@ def write_bytes(path: str, data: bytes) -> None:
     with fs.open_output_stream(tmp) as f:
         f.write(data)
     fs.move(tmp, p)
+
+
+def create_exclusive(path: str, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` only if it does not exist; True when this call created it.
+
+    Local files use ``O_CREAT | O_EXCL``, which the kernel makes atomic. Object stores and HDFS through
+    pyarrow offer no exclusive create, so there the file is written, read back and kept only if it
+    still holds our bytes: a race between two writers in the same second can then go either way, and
+    the loser finds out by the read-back (the lock's owner token).
+    """
+    fs, p = resolve(path)
+    parent = posixpath.dirname(p)
+    if parent:
+        fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        return True
+    if fs.get_file_info(p).type != pafs.FileType.NotFound:
+        return False
+    with fs.open_output_stream(p) as out:
+        out.write(data)
+    with fs.open_input_stream(p) as back:
+        return bool(back.read() == data)
 
 
 def write_text(path: str, text: str) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "EvaluateSettings",
     "IngestSettings",
     "LRSettings",
+    "LockSettings",
     "PathSettings",
     "RFSettings",
     "ReportSettings",
@@ -42,10 +43,11 @@ __all__ = [
     "build",
 ]
 
-STORAGE_LEVELS = ("NONE", "DISK_ONLY", "DISK_ONLY_2", "DISK_ONLY_3", "MEMORY_ONLY", "MEMORY_ONLY_2",
-                  "MEMORY_AND_DISK", "MEMORY_AND_DISK_2", "MEMORY_AND_DISK_DESER", "OFF_HEAP")
+StorageLevelName = Literal["NONE", "DISK_ONLY", "DISK_ONLY_2", "DISK_ONLY_3", "MEMORY_ONLY", "MEMORY_ONLY_2",
+                           "MEMORY_AND_DISK", "MEMORY_AND_DISK_2", "MEMORY_AND_DISK_DESER", "OFF_HEAP"]
+ParquetCodec = Literal["snappy", "gzip", "zstd", "lz4", "brotli", "none", "uncompressed"]
+STORAGE_LEVELS: tuple[str, ...] = get_args(StorageLevelName)
 FEATURE_SUBSET_STRATEGIES = ("auto", "all", "onethird", "sqrt", "log2")
-PARQUET_CODECS = ("snappy", "gzip", "zstd", "lz4", "brotli", "none", "uncompressed")
 FULL_ROWS = {"train": 1_281_167, "val": 50_000, "v2": 10_000}
 
 
@@ -206,6 +208,15 @@ class PathSettings:
 
 
 @dataclass(frozen=True)
+class LockSettings:
+    stale_after_hours: Positive
+
+    @property
+    def stale_after_s(self) -> float:
+        return self.stale_after_hours * 3600.0
+
+
+@dataclass(frozen=True)
 class SynthSettings:
     scale: Positive
     train_rows: Count | None
@@ -234,7 +245,7 @@ class IngestSettings:
     max_bad_fraction: Fraction
     target_file_mb: Positive
     batch_rows: Count
-    compression: Literal["snappy", "gzip", "zstd", "lz4", "brotli", "none", "uncompressed"]
+    compression: ParquetCodec
 
 
 @dataclass(frozen=True)
@@ -306,8 +317,7 @@ class TrainSettings:
     models: tuple[str, ...]
     overwrite: bool
     partitions: Count | None
-    storage_level: Literal["NONE", "DISK_ONLY", "DISK_ONLY_2", "DISK_ONLY_3", "MEMORY_ONLY", "MEMORY_ONLY_2",
-                           "MEMORY_AND_DISK", "MEMORY_AND_DISK_2", "MEMORY_AND_DISK_DESER", "OFF_HEAP"]
+    storage_level: StorageLevelName
     pca_k: Count | None
     pca_max_rows: Count | None
     missing_classes: Literal["warn", "error"]
@@ -384,6 +394,7 @@ class Settings:
 
     spark: SparkSettings
     paths: PathSettings
+    locks: LockSettings
     synth: SynthSettings
     ingest: IngestSettings
     train: TrainSettings

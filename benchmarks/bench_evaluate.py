@@ -127,7 +127,7 @@ def worker(args: argparse.Namespace) -> None:
     from gap_spark.contracts.paths import Paths
     from gap_spark.core.config import load_config
     from gap_spark.core.session import get_spark
-    from gap_spark.evaluate import run_evaluate
+    from gap_spark.stages.evaluate import run_evaluate
 
     config = load_config(sets=[f"paths.data={args.data}", f"paths.run={args.run}",
                                f"evaluate.bootstrap_replicates={args.replicates}",

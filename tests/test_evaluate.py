@@ -1,4 +1,6 @@
-"""Evaluation stage: metrics against scikit-learn and numpy, the bootstrap gap, tables, outputs, refusals.
+"""Evaluation: predictions, metrics against scikit-learn and numpy, the bootstrap gap, the per-class and
+confused-pair frames (``ops.predictions``, ``ops.metrics``, ``ops.bootstrap``, ``ops.class_gap``), saved
+models (``models.saved``), and the stage's outputs and refusals (``stages.evaluate``).
 
 Models here are fitted in the test itself (SQLTransformer + VectorAssembler + LogisticRegression, all
 JVM stages), so these tests do not depend on the training stage.
@@ -11,16 +13,21 @@ import math
 
 import numpy as np
 import pytest
+from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.sql import functions as F
-from pyspark.testing import assertDataFrameEqual
 
-from gap_spark import evaluate as ev
-from gap_spark.contracts.dataset import dataset_schema
-from gap_spark.contracts.paths import Paths
+from gap_spark.contracts.run import RunDir
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
 from gap_spark.core.errors import DatasetError, GapSparkError
+from gap_spark.models.saved import check_model_matches_dataset
+from gap_spark.ops import bootstrap as bs
+from gap_spark.ops import class_gap as cg
+from gap_spark.ops import metrics as me
+from gap_spark.ops import predictions as pr
+from gap_spark.stages.evaluate import run_evaluate
 from gap_spark.synth import SynthSpec, World
+from tests.conftest import config_and_paths
 
 DIM, K = 16, 8
 SPEC = SynthSpec(train_rows=1600, val_rows=800, v2_rows=800, dim=DIM, classes=K, seed=21, superclass_size=4)
@@ -29,13 +36,6 @@ SPEC = SynthSpec(train_rows=1600, val_rows=800, v2_rows=800, dim=DIM, classes=K,
 # ------------------------------------------------------------------------------------------------
 # Helpers and fixtures
 # ------------------------------------------------------------------------------------------------
-
-def dataset_frame(spark, x: np.ndarray, labels: np.ndarray, first_id: int = 0):
-    """A frame with the dataset contract's columns from numpy features and labels."""
-    rows = [(first_id + i, f"img/{first_id + i}.jpg", int(y), [float(v) for v in row])
-            for i, (y, row) in enumerate(zip(labels, np.asarray(x, dtype=np.float32)))]
-    return spark.createDataFrame(rows, dataset_schema())
-
 
 def sample(world: World, split: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -69,16 +69,16 @@ def world():
 
 
 @pytest.fixture(scope="module")
-def model(spark, world):
+def model(spark, world, dataset_frame):
     x, y = sample(world, "train", 1600, seed=1)
-    return fit_model(spark, dataset_frame(spark, x, y), regParam=1e-3)
+    return fit_model(spark, dataset_frame(x, y), regParam=1e-3)
 
 
 @pytest.fixture(scope="module")
-def val_output(spark, world, model):
+def val_output(world, model, dataset_frame):
     """Model output (with probability vectors) on 800 val rows, cached."""
     x, y = sample(world, "val", 800, seed=2)
-    return model.transform(dataset_frame(spark, x, y)).cache()
+    return model.transform(dataset_frame(x, y)).cache()
 
 
 @pytest.fixture(scope="module")
@@ -92,19 +92,7 @@ def val_local(val_output):
 
 @pytest.fixture(scope="module")
 def val_pred(val_output):
-    return ev.predictions_frame(val_output).cache()
-
-
-def pred_rows(spark, labels, predictions, confidences=None, top5=None, true_prob=None, first_id=0):
-    """An inline frame with the prediction contract's columns."""
-    n = len(labels)
-    confidences = confidences if confidences is not None else [0.9] * n
-    top5 = top5 if top5 is not None else [[int(p)] for p in predictions]
-    true_prob = true_prob if true_prob is not None else [0.5] * n
-    rows = [(first_id + i, int(labels[i]), int(predictions[i]), [int(t) for t in top5[i]], float(confidences[i]),
-             float(true_prob[i])) for i in range(n)]
-    schema = "row_id long, label int, prediction int, top5 array<int>, confidence double, true_prob double"
-    return spark.createDataFrame(rows, schema)
+    return pr.predictions_frame(val_output).cache()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -131,9 +119,31 @@ def test_top5_confidence_and_true_prob_equal_numpy(val_pred, val_local):
 def test_top_k_indices_breaks_ties_like_a_stable_argsort(spark):
     arrays = [[0.1, 0.3, 0.3, 0.2, 0.1, 0.0], [0.5, 0.5], [0.0] * 7, [0.2, 0.1, 0.2, 0.1, 0.2, 0.1, 0.1]]
     frame = spark.createDataFrame([(i, a) for i, a in enumerate(arrays)], "id int, p array<double>")
-    got = {r["id"]: r["top"] for r in ev.top_k_indices(frame, "p", 5, "top").collect()}
+    got = {r["id"]: r["top"] for r in pr.top_k_indices(frame, "p", 5, "top").collect()}
     for i, a in enumerate(arrays):
         assert got[i] == list(np.argsort(-np.array(a), kind="stable")[:5]), a
+
+
+def test_predictions_frame_on_an_inline_model_output(spark):
+    from pyspark.ml.linalg import Vectors, VectorUDT
+    from pyspark.sql.types import DoubleType, IntegerType, LongType, StructField, StructType
+
+    schema = StructType([StructField("row_id", IntegerType()), StructField("label", LongType()),
+                         StructField("prediction", DoubleType()), StructField("probability", VectorUDT())])
+    output = spark.createDataFrame([
+        (7, 2, 1.0, Vectors.dense([0.1, 0.6, 0.3])),
+        (8, 0, 0.0, Vectors.dense([0.5, 0.5, 0.0])),      # a tie goes to the lower index
+        (9, 5, 2.0, Vectors.dense([0.2, 0.1, 0.7])),      # a label outside the vector: true_prob 0
+    ], schema)
+    expected = spark.createDataFrame([
+        (7, 2, 1, [1, 2, 0], 0.6, 0.3),
+        (8, 0, 0, [0, 1, 2], 0.5, 0.5),
+        (9, 5, 2, [2, 0, 1], 0.7, 0.0),
+    ], "row_id long, label int, prediction int, top5 array<int>, confidence double, true_prob double")
+    assert_df_equality(pr.predictions_frame(output), expected, ignore_nullable=True)
+    top2 = pr.predictions_frame(output, top_k=2).select("row_id", "top5")
+    assert_df_equality(top2, spark.createDataFrame([(7, [1, 2]), (8, [0, 1]), (9, [2, 0])],
+                                                   "row_id long, top5 array<int>"), ignore_nullable=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -144,7 +154,7 @@ def test_metrics_equal_sklearn_and_numpy(val_pred, val_local):
     from sklearn.metrics import accuracy_score, f1_score, log_loss, top_k_accuracy_score
 
     y, yhat, probs = val_local["label"], val_local["prediction"], val_local["prob"]
-    m = ev.accuracy_metrics(val_pred, confidence_threshold=0.6)
+    m = me.accuracy_metrics(val_pred, confidence_threshold=0.6)
     assert m["rows"] == len(y)
     assert m["accuracy"] == pytest.approx(accuracy_score(y, yhat), abs=1e-6)
     assert m["macro_f1"] == pytest.approx(f1_score(y, yhat, average="macro"), abs=1e-6)
@@ -161,14 +171,29 @@ def test_metrics_equal_sklearn_and_numpy(val_pred, val_local):
     assert 0.5 < m["accuracy"] < 0.99 and 0.0 < m["confident_fraction"] < 1.0
 
 
-def test_macro_f1_counts_classes_that_are_only_predicted(spark):
+def test_macro_f1_counts_classes_that_are_only_predicted(prediction_frame):
     from sklearn.metrics import f1_score
 
     labels, preds = [0, 0, 1, 1, 2, 2, 2, 5], [0, 3, 1, 1, 0, 2, 2, 5]
-    frame = pred_rows(spark, labels, preds)
-    assert ev.macro_f1(ev.class_counts(frame)) == pytest.approx(f1_score(labels, preds, average="macro"), abs=1e-12)
-    counts = {r["label"]: (r["n"], r["correct"], r["predicted"]) for r in ev.class_counts(frame).collect()}
+    frame = prediction_frame(labels, preds)
+    assert me.macro_f1(me.class_counts(frame)) == pytest.approx(f1_score(labels, preds, average="macro"), abs=1e-12)
+    counts = {r["label"]: (r["n"], r["correct"], r["predicted"]) for r in me.class_counts(frame).collect()}
     assert counts == {0: (2, 1, 2), 1: (2, 2, 2), 2: (3, 2, 2), 3: (0, 0, 1), 5: (1, 1, 1)}
+
+
+def test_class_counts_frame(spark, prediction_frame):
+    frame = prediction_frame([0, 0, 1, 2, 2], [0, 1, 1, 2, 3])
+    expected = spark.createDataFrame([(0, 2, 1, 1), (1, 1, 1, 2), (2, 2, 1, 1), (3, 0, 0, 1)],
+                                     "label int, n long, correct long, predicted long")
+    assert_df_equality(me.class_counts(frame), expected, ignore_nullable=True, ignore_row_order=True)
+
+
+def test_calibration_bins_frame(spark, prediction_frame):
+    frame = prediction_frame([0, 0, 0, 1], [0, 1, 0, 1], confidences=[0.05, 0.25, 0.3, 1.0])
+    expected = spark.createDataFrame([(0, 1, 1, 0.05), (1, 2, 1, 0.55), (3, 1, 1, 1.0)],
+                                     "bin int, count long, correct long, confidence_sum double")
+    assert_approx_df_equality(me.calibration_bins(frame, 4), expected, precision=1e-12, ignore_nullable=True,
+                              ignore_row_order=True)
 
 
 def ece_numpy(conf: np.ndarray, correct: np.ndarray, bins: int) -> float:
@@ -184,9 +209,9 @@ def ece_numpy(conf: np.ndarray, correct: np.ndarray, bins: int) -> float:
 def test_ece_and_reliability_equal_numpy(val_pred, val_local):
     conf = val_local["prob"].max(axis=1)
     correct = (val_local["label"] == val_local["prediction"]).astype(float)
-    m = ev.set_metrics(val_pred, bins=15, confidence_threshold=0.5)
+    m = me.set_metrics(val_pred, bins=15, confidence_threshold=0.5)
     assert m["ece"] == pytest.approx(ece_numpy(conf, correct, 15), abs=1e-12)
-    assert list(m) == list(ev.METRIC_KEYS)
+    assert list(m) == list(me.METRIC_KEYS)
     assert len(m["reliability"]) == 15
     assert sum(b["count"] for b in m["reliability"]) == len(conf)
     index = np.minimum(np.floor(conf * 15), 14).astype(int)
@@ -200,11 +225,11 @@ def test_ece_and_reliability_equal_numpy(val_pred, val_local):
             assert row["accuracy"] is None and row["confidence"] is None
 
 
-def test_ece_bin_edges(spark):
+def test_ece_bin_edges(prediction_frame):
     # 0 and exact edges go to the bin they open; 1.0 goes to the last bin.
     conf = [0.0, 1 / 15, 0.5, 14 / 15, 1.0, 0.999]
-    frame = pred_rows(spark, [0, 0, 0, 0, 0, 0], [0, 1, 0, 1, 0, 0], confidences=conf)
-    bins = {r["bin"]: r["count"] for r in ev.calibration_bins(frame, 15).collect()}
+    frame = prediction_frame([0, 0, 0, 0, 0, 0], [0, 1, 0, 1, 0, 0], confidences=conf)
+    bins = {r["bin"]: r["count"] for r in me.calibration_bins(frame, 15).collect()}
     expected = np.minimum(np.floor(np.array(conf) * 15), 14).astype(int)
     assert bins == {int(b): int((expected == b).sum()) for b in np.unique(expected)}
     assert bins[14] == 3 and bins[0] == 1
@@ -214,10 +239,10 @@ def test_ece_bin_edges(spark):
 # Bootstrap
 # ------------------------------------------------------------------------------------------------
 
-def test_poisson_weights_are_poisson_one_and_deterministic(spark):
+def test_poisson_weights_are_poisson_one_and_deterministic(prediction_frame):
     n, b = 2000, 25
-    frame = pred_rows(spark, [0] * n, [0] * n)
-    weights = ev.bootstrap_weights(frame, b, seed=5, stream=1)
+    frame = prediction_frame([0] * n, [0] * n)
+    weights = bs.bootstrap_weights(frame, b, seed=5, stream=1)
     counts = {r["w"]: r["count"] for r in weights.groupBy("w").count().collect()}
     counts[0] = n * b - sum(counts.values())  # zero weights are dropped from the frame
     total = n * b
@@ -229,23 +254,23 @@ def test_poisson_weights_are_poisson_one_and_deterministic(spark):
         assert counts.get(w, 0) / total == pytest.approx(math.exp(-1) / math.factorial(w), abs=0.01)
     # The weights depend only on (seed, stream, row_id, rep): not on partitioning or order.
     keys = ["row_id", "rep", "w"]
-    again = ev.bootstrap_weights(frame.repartition(3).orderBy(F.desc("row_id")), b, seed=5, stream=1).select(keys)
+    again = bs.bootstrap_weights(frame.repartition(3).orderBy(F.desc("row_id")), b, seed=5, stream=1).select(keys)
     assert again.exceptAll(weights.select(keys)).count() == 0
     assert weights.select(keys).exceptAll(again).count() == 0
-    other = ev.bootstrap_weights(frame, b, seed=5, stream=2).select(keys)
+    other = bs.bootstrap_weights(frame, b, seed=5, stream=2).select(keys)
     assert other.exceptAll(weights.select(keys)).count() > n * b * 0.3
 
 
-def test_bootstrap_replicates_equal_numpy_on_the_same_weights(spark):
+def test_bootstrap_replicates_equal_numpy_on_the_same_weights(prediction_frame):
     rng = np.random.default_rng(4)
     n, b, bins = 300, 6, 15
     labels = rng.integers(0, 5, n)
     preds = np.where(rng.random(n) < 0.7, labels, rng.integers(0, 6, n))
     conf = rng.random(n)
-    frame = pred_rows(spark, labels, preds, confidences=conf)
-    got = {r["rep"]: r for r in ev.bootstrap_replicates(frame, b, seed=3, stream=1, bins=bins).collect()}
+    frame = prediction_frame(labels, preds, confidences=conf)
+    got = {r["rep"]: r for r in bs.bootstrap_replicates(frame, b, seed=3, stream=1, bins=bins).collect()}
     w = np.zeros((b, n))
-    for r in ev.bootstrap_weights(frame, b, seed=3, stream=1).select("rep", "row_id", "w").collect():
+    for r in bs.bootstrap_weights(frame, b, seed=3, stream=1).select("rep", "row_id", "w").collect():
         w[r["rep"], r["row_id"]] = r["w"]
     correct = (labels == preds).astype(float)
     index = np.minimum(np.floor(conf * bins), bins - 1).astype(int)
@@ -265,12 +290,12 @@ def test_bootstrap_replicates_equal_numpy_on_the_same_weights(spark):
         assert got[rep]["ece"] == pytest.approx(ece, abs=1e-12)
 
 
-def shifted_pair(spark, model, spec: SynthSpec, n: int, seed: int):
+def shifted_pair(dataset_frame, model, spec: SynthSpec, n: int, seed: int):
     world = World(spec)
     xv, yv = sample(world, "val", n, seed)
     xs, ys = sample(world, "v2", n, seed + 10_000)
-    val = ev.predictions_frame(model.transform(dataset_frame(spark, xv, yv)))
-    v2 = ev.predictions_frame(model.transform(dataset_frame(spark, xs, ys)))
+    val = pr.predictions_frame(model.transform(dataset_frame(xv, yv)))
+    v2 = pr.predictions_frame(model.transform(dataset_frame(xs, ys)))
     return val.cache(), v2.cache()
 
 
@@ -284,12 +309,12 @@ def population_gap(model, spec: SynthSpec, n: int = 200_000) -> float:
     return accuracy["val"] - accuracy["v2"]
 
 
-def test_bootstrap_interval_matches_the_normal_approximation(spark, model):
+def test_bootstrap_interval_matches_the_normal_approximation(dataset_frame, model):
     n = 1500
-    val, v2 = shifted_pair(spark, model, SPEC, n, seed=30)
+    val, v2 = shifted_pair(dataset_frame, model, SPEC, n, seed=30)
     acc = {name: f.agg(F.avg((F.col("label") == F.col("prediction")).cast("double"))).first()[0]
            for name, f in (("val", val), ("v2", v2))}
-    gap = ev.bootstrap_gap(val, v2, replicates=400, seed=9)
+    gap = bs.bootstrap_gap(val, v2, replicates=400, seed=9)
     se = math.sqrt(acc["val"] * (1 - acc["val"]) / n + acc["v2"] * (1 - acc["v2"]) / n)
     d = acc["val"] - acc["v2"]
     lo, hi = gap["accuracy"]
@@ -301,7 +326,7 @@ def test_bootstrap_interval_matches_the_normal_approximation(spark, model):
     v2.unpersist()
 
 
-def trial_sets(spark, model, spec: SynthSpec, trials: int, n: int):
+def trial_sets(dataset_frame, model, spec: SynthSpec, trials: int, n: int):
     """``trials`` independent draws of val and v2 (n rows each) in two frames, with a ``trial`` column."""
     world = World(spec)
     frames = {}
@@ -309,14 +334,14 @@ def trial_sets(spark, model, spec: SynthSpec, trials: int, n: int):
         draws = [sample(world, split, n, seed=offset + 100 + t) for t in range(trials)]
         x = np.concatenate([d[0] for d in draws])
         y = np.concatenate([d[1] for d in draws])
-        pred = ev.predictions_frame(model.transform(dataset_frame(spark, x, y)))
+        pred = pr.predictions_frame(model.transform(dataset_frame(x, y)))
         frames[split] = pred.withColumn("trial", (F.col("row_id") / n).cast("int")).cache()
     return frames["val"], frames["v2"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("shifted", [True, False], ids=["default-shift", "no-shift"])
-def test_bootstrap_interval_covers_the_true_gap(spark, model, shifted):
+def test_bootstrap_interval_covers_the_true_gap(dataset_frame, model, shifted):
     """Across independent draws of val and v2, the 95% interval covers the population gap.
 
     With the default shift knobs the true gap is the model's accuracy difference on 200k fresh rows
@@ -333,8 +358,8 @@ def test_bootstrap_interval_covers_the_true_gap(spark, model, shifted):
         assert abs(truth) < 0.01  # same distribution: the sampled estimate of 0 is near 0 ...
         truth = 0.0  # ... and the exact value is 0
     trials = 12
-    val, v2 = trial_sets(spark, model, spec, trials, n=600)
-    table = ev.bootstrap_gap_table(val, v2, replicates=200, seed=3, by=["trial"]).collect()
+    val, v2 = trial_sets(dataset_frame, model, spec, trials, n=600)
+    table = bs.bootstrap_gap_table(val, v2, replicates=200, seed=3, by=["trial"]).collect()
     val.unpersist()
     v2.unpersist()
     assert sorted(r["trial"] for r in table) == list(range(trials))
@@ -346,9 +371,9 @@ def test_bootstrap_interval_covers_the_true_gap(spark, model, shifted):
 # Where the gap comes from
 # ------------------------------------------------------------------------------------------------
 
-def test_per_class_table(spark):
-    val = pred_rows(spark, [0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 0, 2])
-    v2 = pred_rows(spark, [0, 0, 1, 1, 3], [1, 0, 1, 1, 3], first_id=100)
+def test_per_class_accuracy_frame(spark, prediction_frame):
+    val = prediction_frame([0, 0, 0, 1, 1, 2], [0, 0, 1, 1, 0, 2])
+    v2 = prediction_frame([0, 0, 1, 1, 3], [1, 0, 1, 1, 3], first_id=100)
     expected = spark.createDataFrame([
         (0, 3, 2, 2 / 3, 2, 1, 0.5, 2 / 3 - 0.5),
         (1, 2, 1, 0.5, 2, 2, 1.0, -0.5),
@@ -356,15 +381,15 @@ def test_per_class_table(spark):
         (3, 0, 0, None, 1, 1, 1.0, None),
     ], "label int, val_n long, val_correct long, val_accuracy double, v2_n long, v2_correct long, "
        "v2_accuracy double, drop double")
-    table = ev.per_class_table(val, v2)
-    assert table.columns == list(ev.PER_CLASS_COLUMNS)
-    assertDataFrameEqual(table, expected, checkRowOrder=True)
+    table = cg.per_class_accuracy_frame(val, v2)
+    assert table.columns == list(cg.PER_CLASS_ACCURACY_COLUMNS)
+    assert_approx_df_equality(table, expected, precision=1e-12, ignore_nullable=True)
 
 
-def test_confused_pairs_and_top_pairs(spark):
-    val = pred_rows(spark, [0, 0, 0, 0, 1, 1, 2, 2], [1, 1, 0, 0, 0, 1, 2, 2])
-    v2 = pred_rows(spark, [0, 0, 1, 1, 1, 2, 2, 2], [1, 0, 2, 2, 1, 0, 0, 2], first_id=100)
-    pairs = ev.confused_pairs(val, v2)
+def test_confused_pair_frame_and_top_pairs(spark, prediction_frame):
+    val = prediction_frame([0, 0, 0, 0, 1, 1, 2, 2], [1, 1, 0, 0, 0, 1, 2, 2])
+    v2 = prediction_frame([0, 0, 1, 1, 1, 2, 2, 2], [1, 0, 2, 2, 1, 0, 0, 2], first_id=100)
+    pairs = cg.confused_pair_frame(val, v2)
     expected = spark.createDataFrame([
         (0, 1, 2, 0.5, 1, 0.5, 0.0),
         (1, 0, 1, 0.5, 0, 0.0, -0.5),
@@ -372,19 +397,20 @@ def test_confused_pairs_and_top_pairs(spark):
         (2, 0, 0, 0.0, 2, 2 / 3, 2 / 3),
     ], "true_label int, predicted_label int, val_count long, val_rate double, v2_count long, v2_rate double, "
        "growth double")
-    assertDataFrameEqual(pairs, expected)
-    top = ev.top_confused_pairs(pairs, top_n=1)
+    assert_approx_df_equality(pairs, expected, precision=1e-12, ignore_nullable=True, ignore_row_order=True)
+    top = cg.top_confused_pairs(pairs, top_n=1)
     # Top by val count: (0,1); by v2 count: (1,2) (tie with (2,0), lower labels first); by growth: (1,2).
     assert [(r["true_label"], r["predicted_label"]) for r in top] == [(1, 2), (0, 1)]
-    top_all = ev.top_confused_pairs(pairs, top_n=10)
+    top_all = cg.top_confused_pairs(pairs, top_n=10)
     assert [(r["true_label"], r["predicted_label"]) for r in top_all] == [(1, 2), (2, 0), (0, 1), (1, 0)]
 
 
-def test_holdout_slice_is_deterministic_and_about_the_right_size(spark):
-    frame = pred_rows(spark, [0] * 5000, [0] * 5000)
-    first = ev.holdout_slice(frame, 0.2, seed=4)
+def test_holdout_slice_is_deterministic_and_about_the_right_size(prediction_frame):
+    frame = prediction_frame([0] * 5000, [0] * 5000)
+    first = pr.holdout_slice(frame, 0.2, seed=4)
     assert 900 < first.count() < 1100
-    assertDataFrameEqual(ev.holdout_slice(frame.repartition(3), 0.2, seed=4).select("row_id"), first.select("row_id"))
+    assert_df_equality(pr.holdout_slice(frame.repartition(3), 0.2, seed=4).select("row_id"), first.select("row_id"),
+                       ignore_row_order=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -392,13 +418,12 @@ def test_holdout_slice_is_deterministic_and_about_the_right_size(spark):
 # ------------------------------------------------------------------------------------------------
 
 def save_model(model, run_dir: str, name: str) -> None:
-    model.write().overwrite().save(fs.to_spark_uri(fs.join(run_dir, "models", name)))
+    model.write().overwrite().save(fs.to_spark_uri(RunDir(run_dir).model(name)))
 
 
-def evaluate_config(data: str, run: str, *sets: str):
-    config = load_config(sets=[f"paths.data={data}", f"paths.run={run}", "evaluate.bootstrap_replicates=50",
-                               *sets])
-    return config, Paths.from_config(config)
+def evaluate_config(data: str, run: str, **sets):
+    return config_and_paths(run, **{"paths.data": data, "paths.run": run, "evaluate.bootstrap_replicates": 50,
+                                    **sets})
 
 
 def read_csv(path: str) -> list[dict]:
@@ -431,17 +456,17 @@ def test_run_evaluate_writes_the_contract(spark, tiny_dataset, dataset_models, t
     run = str(tmp_path / "run")
     for name, m in dataset_models.items():
         save_model(m, run, name)
-    config, paths = evaluate_config(tiny_dataset, run, "evaluate.holdout_fraction=0.25")
-    summary = ev.run_evaluate(spark, config, paths)
+    config, paths = evaluate_config(tiny_dataset, run, **{"evaluate.holdout_fraction": 0.25})
+    summary = run_evaluate(spark, config, paths)
 
-    metrics = fs.read_json(paths.run_file("metrics.json"))
+    metrics = fs.read_json(paths.run_dir.metrics)
     assert set(metrics) == {"models", "dataset", "bootstrap_replicates", "seconds"}
     assert metrics["bootstrap_replicates"] == 50 and metrics["dataset"]["classes"] == K
     assert set(metrics["models"]) == {"lr", "rf"}
     for name, block in metrics["models"].items():
         assert set(block) == {"val", "v2", "gap", "train_holdout"}
         for split in ("val", "v2", "train_holdout"):
-            assert list(block[split]) == list(ev.METRIC_KEYS)
+            assert list(block[split]) == list(me.METRIC_KEYS)
             assert len(block[split]["reliability"]) == 15
         assert block["val"]["rows"] == 800 and block["v2"]["rows"] == 800
         assert 250 < block["train_holdout"]["rows"] < 550
@@ -451,20 +476,20 @@ def test_run_evaluate_writes_the_contract(spark, tiny_dataset, dataset_models, t
         assert gap["ci95"][0] < gap["accuracy"] < gap["ci95"][1]
 
         # Saved predictions: contract schema, and they reproduce the metrics.
-        pred = spark.read.parquet(fs.to_spark_uri(paths.run_file("predictions", name, "v2")))
-        assert pred.columns == list(ev.PREDICTION_COLUMNS)
+        pred = spark.read.parquet(fs.to_spark_uri(paths.run_dir.predictions(name, "v2")))
+        assert pred.columns == list(pr.PREDICTION_COLUMNS)
         local = pred.select("label", "prediction").collect()
         y, yhat = [r["label"] for r in local], [r["prediction"] for r in local]
         assert block["v2"]["accuracy"] == pytest.approx(accuracy_score(y, yhat), abs=1e-9)
         assert block["v2"]["macro_f1"] == pytest.approx(f1_score(y, yhat, average="macro"), abs=1e-9)
 
-        per_class = spark.read.parquet(fs.to_spark_uri(paths.run_file("per_class", name)))
-        assert per_class.columns == list(ev.PER_CLASS_COLUMNS) and per_class.count() == K
-        rows = read_csv(paths.run_file("per_class", f"{name}.csv"))
-        assert list(rows[0]) == list(ev.PER_CLASS_COLUMNS) and len(rows) == K
+        per_class = spark.read.parquet(fs.to_spark_uri(paths.run_dir.per_class_parquet(name)))
+        assert per_class.columns == list(cg.PER_CLASS_ACCURACY_COLUMNS) and per_class.count() == K
+        rows = read_csv(paths.run_dir.per_class_csv(name))
+        assert list(rows[0]) == list(cg.PER_CLASS_ACCURACY_COLUMNS) and len(rows) == K
         assert sum(int(r["v2_correct"]) for r in rows) == sum(a == b for a, b in zip(y, yhat))
-        pairs = read_csv(paths.run_file("confused_pairs", f"{name}.csv"))
-        assert pairs and list(pairs[0]) == list(ev.PAIR_COLUMNS)
+        pairs = read_csv(paths.run_dir.confused_pairs_csv(name))
+        assert pairs and list(pairs[0]) == list(cg.CONFUSED_PAIR_COLUMNS)
         assert all(r["true_label"] != r["predicted_label"] for r in pairs)
     assert summary["models"] == metrics["models"] and set(summary["timings"]) == {"lr", "rf"}
 
@@ -474,7 +499,7 @@ def test_refuses_a_run_without_models(spark, tiny_dataset, tmp_path):
 
     config, paths = evaluate_config(tiny_dataset, str(tmp_path / "empty-run"))
     with pytest.raises(GapSparkError, match="no models"):
-        ev.run_evaluate(spark, config, paths)
+        run_evaluate(spark, config, paths)
     assert main(["evaluate", "--data", tiny_dataset, "--run", str(tmp_path / "empty-run"), "--quiet"]) == 2
 
 
@@ -484,7 +509,7 @@ def test_refuses_a_dataset_without_manifest(spark, model, tmp_path):
     (tmp_path / "data" / "split=val").mkdir(parents=True)
     config, paths = evaluate_config(str(tmp_path / "data"), run)
     with pytest.raises(DatasetError, match="_manifest.json"):
-        ev.run_evaluate(spark, config, paths)
+        run_evaluate(spark, config, paths)
 
 
 def test_refuses_a_model_whose_dimension_differs(spark, tiny_dataset, tmp_path):
@@ -495,24 +520,35 @@ def test_refuses_a_model_whose_dimension_differs(spark, tiny_dataset, tmp_path):
     save_model(narrow, run, "lr")
     config, paths = evaluate_config(tiny_dataset, run)
     with pytest.raises(GapSparkError, match="D=12 features but the dataset has D=16"):
-        ev.run_evaluate(spark, config, paths)
+        run_evaluate(spark, config, paths)
+
+
+def test_list_models_skips_what_is_not_a_saved_model(model, tmp_path):
+    from gap_spark.models.saved import list_models
+
+    run = RunDir(str(tmp_path / "run"))
+    assert list_models(run) == []
+    save_model(model, run.root, "lr")
+    for junk in ("half-written", "_tmp", ".hidden"):
+        fs.makedirs(run.model(junk))
+    assert list_models(run) == ["lr"]
 
 
 def test_refuses_a_model_whose_classes_differ(model):
     manifest = {"dim": DIM, "classes": K}
-    assert ev.check_model_matches_dataset("lr", model, manifest) == (K, DIM)
+    assert check_model_matches_dataset("lr", model, manifest) == (K, DIM)
     with pytest.raises(GapSparkError, match="K=8 classes but the dataset has K=10"):
-        ev.check_model_matches_dataset("lr", model, {**manifest, "classes": 10})
+        check_model_matches_dataset("lr", model, {**manifest, "classes": 10})
     with pytest.raises(GapSparkError, match="D=16 features but the dataset has D=1024"):
-        ev.check_model_matches_dataset("lr", model, {**manifest, "dim": 1024})
+        check_model_matches_dataset("lr", model, {**manifest, "dim": 1024})
 
 
 def test_settings_are_checked():
     from gap_spark.core.errors import ConfigError
 
-    ok = ev.EvaluateSettings.from_config(load_config())
+    ok = load_config().settings.evaluate
     assert ok.ece_bins == 15 and ok.bootstrap_replicates >= 1
     for bad in ("evaluate.bootstrap_replicates=0", "evaluate.confidence_threshold=1.5",
                 "evaluate.holdout_fraction=1.0", "evaluate.ece_bins=x"):
         with pytest.raises(ConfigError):
-            ev.EvaluateSettings.from_config(load_config(sets=[bad]))
+            _ = load_config(sets=[bad]).settings.evaluate

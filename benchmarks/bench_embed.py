@@ -1,6 +1,6 @@
 """Benchmark: UMAP and t-SNE on 10k points x 50 dims (PCA from 1024), as `gap-spark visualize` runs them.
 
-Generates val and v2 feature vectors with gap_spark.synth (half each, 1000 classes), reduces them with
+Generates val and v2 feature vectors with gap_spark.ops.generator (half each, 1000 classes), reduces them with
 PCA, then times gap_spark.visualize.embed for UMAP and openTSNE with at most --threads threads. In the same
 run it times two baselines on the same PCA output: scikit-learn's Barnes-Hut TSNE and PCA alone, and
 prints the ratios. Target: 2 minutes or less for each of UMAP and t-SNE on 2 cores.
@@ -25,10 +25,11 @@ import numpy as np
 
 def make_features(points: int, dim: int, classes: int, seed: int) -> np.ndarray:
     """Half val, half v2 rows from the synthetic generator (with its default shift)."""
-    from gap_spark.synth import SynthSpec, World
+    from gap_spark.ops.generator import World
+    from gap_spark.stages.synth import synth_settings
 
-    spec = SynthSpec(train_rows=1, val_rows=points // 2, v2_rows=points - points // 2, dim=dim, classes=classes,
-                     seed=seed)
+    spec = synth_settings(train_rows=1, val_rows=points // 2, v2_rows=points - points // 2, dim=dim,
+                          classes=classes, seed=seed)
     world = World(spec)
     rng = np.random.default_rng(seed)
     parts = []

@@ -35,7 +35,8 @@ import contextlib
 
 from benchmarks.common import dump, machine, print_table
 from gap_spark.core import fs
-from gap_spark.synth import SynthSpec, World
+from gap_spark.ops.generator import World
+from gap_spark.stages.synth import synth_settings
 
 CHUNK = 2048
 
@@ -181,8 +182,8 @@ def main() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     sizes = [int(s) for s in args.sizes.split(",")]
     work = args.workdir or tempfile.mkdtemp(prefix="bench-evaluate-")
-    spec = SynthSpec(train_rows=1, val_rows=1, v2_rows=1, dim=args.dim, classes=args.classes,
-                     superclass_size=min(10, args.classes))
+    spec = synth_settings(train_rows=1, val_rows=1, v2_rows=1, dim=args.dim, classes=args.classes,
+                          superclass_size=min(10, args.classes))
     world = World(spec)
     run_dir = os.path.join(work, "run")
     train_dir = os.path.join(work, "train-data")

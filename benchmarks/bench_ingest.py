@@ -26,8 +26,9 @@ from gap_spark.contracts.dataset import RAW_FILE_NAMES
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
 from gap_spark.core.session import get_spark
-from gap_spark.ingest import ingest_split, validate_header
-from gap_spark.synth import SynthSpec, write_split
+from gap_spark.ops.csv_lines import validate_header
+from gap_spark.stages.ingest_split import ingest_split
+from gap_spark.stages.synth import synth_settings, write_split
 
 
 def pyarrow_convert(source: str, dim: int, out_dir: str) -> int:
@@ -59,7 +60,7 @@ def main() -> None:
     source = os.path.join(work, f"rows{args.rows}_dim{args.dim}", RAW_FILE_NAMES["val"])
     if not os.path.exists(source):
         os.makedirs(os.path.dirname(source), exist_ok=True)
-        spec = SynthSpec(train_rows=1, val_rows=args.rows, v2_rows=1, dim=args.dim)
+        spec = synth_settings(train_rows=1, val_rows=args.rows, v2_rows=1, dim=args.dim)
         write_split(spec, "val", source)
     size_mb = os.path.getsize(source) / 1e6
 
@@ -68,7 +69,7 @@ def main() -> None:
     spark.sparkContext.setLogLevel("ERROR")
     header = fs.read_first_line(source)
     dim = validate_header(header, source)
-    settings = config.section("ingest")
+    settings = config.settings.ingest
 
     def run_spark() -> None:
         staging = os.path.join(work, "spark-out")

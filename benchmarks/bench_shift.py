@@ -6,7 +6,7 @@ mapInArrow passes, a histogram sketch on a fixed grid):
 - val vs v2 (full size: 50,000 + 10,000 rows x 1024);
 - a 10% train sample vs val (full size: 128,117 + 50,000 rows x 1024).
 
-The data come from gap_spark.synth (written to Parquet in a temporary directory, so Spark reads files as
+The data come from gap_spark.ops.generator (written to Parquet in a temporary directory, so Spark reads files as
 it does in the stage; with --data it reads an existing dataset and samples train itself). In the same
 run, the baseline collects the same rows into one process and computes the same statistics with numpy
 and scipy (scipy.stats.ks_2samp and wasserstein_distance, feature by feature); the script prints both
@@ -40,10 +40,11 @@ def write_generated(out_dir: str, rows: dict[str, int], dim: int, classes: int, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from gap_spark.synth import SynthSpec, World
+    from gap_spark.ops.generator import World
+    from gap_spark.stages.synth import synth_settings
 
-    spec = SynthSpec(train_rows=max(rows["train"], 1), val_rows=rows["val"], v2_rows=rows["v2"], dim=dim,
-                     classes=classes, seed=seed)
+    spec = synth_settings(train_rows=max(rows["train"], 1), val_rows=rows["val"], v2_rows=rows["v2"], dim=dim,
+                          classes=classes, seed=seed)
     world = World(spec)
     for i, (split, n) in enumerate(rows.items()):
         if n == 0:

@@ -87,12 +87,13 @@ def generate(rows: int, val_rows: int, dim: int, classes: int, seed: int, cache_
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from gap_spark.synth import SynthSpec, World, split_labels
+    from gap_spark.ops.generator import World, split_labels
+    from gap_spark.stages.synth import synth_settings
 
     name = f"{rows}x{dim}x{classes}_v{val_rows}_s{seed}"
     base = os.path.join(cache_dir, name)
     out = {}
-    spec = SynthSpec(train_rows=rows, val_rows=val_rows, v2_rows=1, dim=dim, classes=classes, seed=seed)
+    spec = synth_settings(train_rows=rows, val_rows=val_rows, v2_rows=1, dim=dim, classes=classes, seed=seed)
     world = None
     for split in ("train", "val"):
         path = os.path.join(base, f"{split}.parquet")

@@ -19,18 +19,17 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import dump, machine, print_table
-from gap_spark.core.config import load_config
-from gap_spark.synth import FULL_ROWS, SynthSpec, World, split_labels
+from gap_spark.core.settings import FULL_ROWS
+from gap_spark.ops.generator import World, chunk_rng, split_labels, without_shift
+from gap_spark.stages.synth import synth_settings
 
 
 def split_matrix(world: World, split: str, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """The exact rows ``gap-spark synth`` writes for ``split`` (same seeds, same chunking)."""
     labels = split_labels(world, split)
     blocks = []
-    from gap_spark.synth import _SPLIT_ID
-
     for chunk_no, start in enumerate(range(0, len(labels), chunk)):
-        rng = np.random.default_rng([world.spec.seed, _SPLIT_ID[split], chunk_no + 1])
+        rng = chunk_rng(world.spec.seed, split, chunk_no)
         blocks.append(np.ascontiguousarray(world.sample(split, labels[start:start + chunk], rng)))
     return np.vstack(blocks), labels
 
@@ -39,13 +38,10 @@ def calibrate(scale: float, val_scale: float, max_iter: int, reg: float, shift: 
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    cfg = load_config().section("synth")
-    spec = SynthSpec(train_rows=round(FULL_ROWS["train"] * scale), val_rows=round(FULL_ROWS["val"] * val_scale),
-                     v2_rows=round(FULL_ROWS["v2"] * val_scale), hardness=cfg["hardness"],
-                     v2_extra_hardness=cfg["v2_extra_hardness"], covariate_shift=cfg["covariate_shift"],
-                     covariate_fraction=cfg["covariate_fraction"])
+    spec = synth_settings(train_rows=round(FULL_ROWS["train"] * scale), val_rows=round(FULL_ROWS["val"] * val_scale),
+                          v2_rows=round(FULL_ROWS["v2"] * val_scale))
     if not shift:
-        spec = spec.without_shift()
+        spec = without_shift(spec)
     world = World(spec)
     started = time.time()
     x_train, y_train = split_matrix(world, "train")

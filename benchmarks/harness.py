@@ -75,14 +75,13 @@ def load_json(path: str) -> dict:
 
 def ensure_data(args: argparse.Namespace, raw: str) -> dict:
     """Generate the CSVs at ``--scale`` unless the same generation is already there."""
-    from dataclasses import asdict
-
+    from gap_spark.contracts.dataset import synth_marker_path
     from gap_spark.core.config import load_config
-    from gap_spark.synth import SynthSpec
+    from gap_spark.ops.generator import generator_spec
 
     synth_sets = [f"synth.scale={args.scale}", *(s for s in args.sets if s.startswith("synth."))]
-    spec = asdict(SynthSpec.from_config(load_config(args.config, sets=synth_sets)))
-    marker = os.path.join(raw, "_synth.json")
+    spec = generator_spec(load_config(args.config, sets=synth_sets).settings.synth)
+    marker = synth_marker_path(raw)
     if os.path.exists(marker) and load_json(marker).get("spec") == spec:
         print(f"benchmark: reusing the CSVs in {raw}", flush=True)
         return {"seconds": None, "reused": True}

@@ -66,7 +66,7 @@ def tiny_config_and_paths(tiny_root):
 @pytest.fixture(scope="session")
 def tiny_raw(tiny_config_and_paths):
     """The three generated CSVs (8 classes, 16 features, 1600/800/800 rows), written once."""
-    from gap_spark.synth import run_synth
+    from gap_spark.stages.synth import run_synth
 
     config, paths = tiny_config_and_paths
     run_synth(None, config, paths)
@@ -76,7 +76,7 @@ def tiny_raw(tiny_config_and_paths):
 @pytest.fixture(scope="session")
 def tiny_dataset(spark, tiny_config_and_paths, tiny_raw):
     """The ingested Parquet dataset of ``tiny_raw``; returns its DATA_DIR."""
-    from gap_spark.ingest import run_ingest
+    from gap_spark.stages.ingest import run_ingest
 
     config, paths = tiny_config_and_paths
     run_ingest(spark, config, paths)

@@ -57,7 +57,7 @@ def generated(tmp_path_factory):
     """Raw CSVs for the cluster tests, in a directory whose name has a space."""
     from gap_spark.contracts.paths import Paths
     from gap_spark.core.config import load_config
-    from gap_spark.synth import run_synth
+    from gap_spark.stages.synth import run_synth
 
     root = tmp_path_factory.mktemp("with space")
     config = load_config(sets=[f"{k}={v}" for k, v in CLUSTER_SYNTH.items()] + [f"paths.raw={root}/raw"])
@@ -242,7 +242,7 @@ def test_driver_killed_mid_ingest_leaves_nothing_readable_and_rerun_is_complete(
     # Identical to a clean local ingest of the same files.
     from gap_spark.contracts.paths import Paths
     from gap_spark.core.config import load_config
-    from gap_spark.ingest import run_ingest
+    from gap_spark.stages.ingest import run_ingest
 
     local = load_config(config, sets=[f"paths.raw={generated}", f"paths.data={tmp_path}/local"])
     run_ingest(spark, local, Paths.from_config(local))

@@ -92,7 +92,7 @@ def test_package_zip_holds_the_modules_and_defaults(tmp_path):
     from gap_spark.package import build_zip
 
     names = zipfile.ZipFile(build_zip(str(tmp_path / "g.zip"))).namelist()
-    assert "gap_spark/defaults.yaml" in names and "gap_spark/ingest.py" in names
+    assert "gap_spark/defaults.yaml" in names and "gap_spark/stages/ingest.py" in names
     assert not [n for n in names if "__pycache__" in n]
 
 

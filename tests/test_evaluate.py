@@ -20,17 +20,19 @@ from gap_spark.contracts.run import RunDir
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
 from gap_spark.core.errors import DatasetError, GapSparkError
+from gap_spark.core.settings import SynthSettings
 from gap_spark.models.saved import check_model_matches_dataset
 from gap_spark.ops import bootstrap as bs
 from gap_spark.ops import class_gap as cg
 from gap_spark.ops import metrics as me
 from gap_spark.ops import predictions as pr
+from gap_spark.ops.generator import World, without_shift
 from gap_spark.stages.evaluate import run_evaluate
-from gap_spark.synth import SynthSpec, World
+from gap_spark.stages.synth import synth_settings
 from tests.conftest import config_and_paths
 
 DIM, K = 16, 8
-SPEC = SynthSpec(train_rows=1600, val_rows=800, v2_rows=800, dim=DIM, classes=K, seed=21, superclass_size=4)
+SPEC = synth_settings(train_rows=1600, val_rows=800, v2_rows=800, dim=DIM, classes=K, seed=21, superclass_size=4)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,7 +292,7 @@ def test_bootstrap_replicates_equal_numpy_on_the_same_weights(prediction_frame):
         assert got[rep]["ece"] == pytest.approx(ece, abs=1e-12)
 
 
-def shifted_pair(dataset_frame, model, spec: SynthSpec, n: int, seed: int):
+def shifted_pair(dataset_frame, model, spec: SynthSettings, n: int, seed: int):
     world = World(spec)
     xv, yv = sample(world, "val", n, seed)
     xs, ys = sample(world, "v2", n, seed + 10_000)
@@ -299,7 +301,7 @@ def shifted_pair(dataset_frame, model, spec: SynthSpec, n: int, seed: int):
     return val.cache(), v2.cache()
 
 
-def population_gap(model, spec: SynthSpec, n: int = 200_000) -> float:
+def population_gap(model, spec: SynthSettings, n: int = 200_000) -> float:
     """The model's accuracy difference on a very large fresh sample of each set (numpy)."""
     world = World(spec)
     accuracy = {}
@@ -326,7 +328,7 @@ def test_bootstrap_interval_matches_the_normal_approximation(dataset_frame, mode
     v2.unpersist()
 
 
-def trial_sets(dataset_frame, model, spec: SynthSpec, trials: int, n: int):
+def trial_sets(dataset_frame, model, spec: SynthSettings, trials: int, n: int):
     """``trials`` independent draws of val and v2 (n rows each) in two frames, with a ``trial`` column."""
     world = World(spec)
     frames = {}
@@ -350,7 +352,7 @@ def test_bootstrap_interval_covers_the_true_gap(dataset_frame, model, shifted):
     least 10 of 12 draws (P(fewer) < 2% at 95% coverage; a zero-width, too narrow or off-centre
     interval fails it). All 12 draws are bootstrapped in one Spark job, grouped by ``trial``.
     """
-    spec = SPEC if shifted else SPEC.without_shift()
+    spec = SPEC if shifted else without_shift(SPEC)
     truth = population_gap(model, spec)
     if shifted:
         assert truth > 0.02  # the default knobs do make V2 harder for this model

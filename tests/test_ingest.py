@@ -1,94 +1,18 @@
-"""Ingest: header checks, the parser's bad-row cases, and end-to-end runs on tiny files."""
+"""Ingest end to end on tiny files: the frames written, quarantine, the manifest and the commit."""
 from __future__ import annotations
 
 import gzip
 import json
 
-import pyarrow as pa
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from gap_spark.contracts.dataset import RAW_FILE_NAMES, read_manifest, read_split
-from gap_spark.contracts.paths import Paths
 from gap_spark.core import fs
-from gap_spark.core.config import load_config
 from gap_spark.core.errors import DatasetError, IngestError
-from gap_spark.ingest import LineParser, classify_line, run_ingest, validate_header
-
-DIM = 3
-HEADER = ",path,label,0,1,2"
-
-
-# ---------------------------------------------------------------- header
-
-
-@pytest.mark.parametrize("header, problem", [
-    ("", "empty"),
-    ("idx,path,label,0,1,2", "first header column must be empty"),
-    (",file,label,0,1,2", "path,label"),
-    (",path,label,0,2,3", "column 4 is '2', expected '1'"),
-    (",path,label", "at least one feature"),
-    (",path,label,a,b", "expected '0'"),
-])
-def test_bad_headers_name_the_file_and_problem(header, problem):
-    with pytest.raises(IngestError) as info:
-        validate_header(header, "/x/train.csv")
-    assert "/x/train.csv" in str(info.value) and problem in str(info.value)
-
-
-def test_good_header_gives_dim():
-    assert validate_header(",path,label," + ",".join(map(str, range(1024))), "f") == 1024
-
-
-# ---------------------------------------------------------------- the parser, without Spark
-
-
-def parse(lines: list[str], classes: int = 5):
-    parser = LineParser(DIM, classes, HEADER)
-    result = parser.parse(pa.array(range(len(lines)), pa.int64()), pa.array(lines, pa.string()))
-    good = pa.Table.from_batches(result.good, schema=result.good[0].schema) if result.good else None
-    return good, {b.pos: (b.kind, b.reason) for b in result.bad}, result.lines
-
-
-BAD_CASES = {
-    "0,a.jpg,1,0.1,0.2": ("field_count", "expected 6, got 5"),
-    "1,b.jpg,1,0.1,0.2,0.3,0.4": ("field_count", "expected 6, got 7"),
-    "2,c.jpg,1,0.1,abc,0.3": ("unparsable", "column '1'"),
-    "3,d.jpg,1,nan,0.2,0.3": ("non_finite", "column '0'"),
-    "4,e.jpg,1,0.1,inf,0.3": ("non_finite", "column '1'"),
-    "5,f.jpg,1,0.1,0.2,-inf": ("non_finite", "column '2'"),
-    "6,g.jpg,1,0.1,,0.3": ("empty_feature", "column '1'"),
-    "7,h.jpg,9,0.1,0.2,0.3": ("label_range", "label 9 outside [0, 5)"),
-    "8,i.jpg,-1,0.1,0.2,0.3": ("label_range", "label -1"),
-    "9,j.jpg,2.5,0.1,0.2,0.3": ("label_type", "not an integer"),
-    "10,k.jpg,cat,0.1,0.2,0.3": ("label_type", "not a number"),
-    "x,l.jpg,1,0.1,0.2,0.3": ("row_id", "row_id"),
-    "12,m.jpg,1,0.1,1e39,0.3": ("non_finite", "column '1'"),
-}
-
-
-@pytest.mark.parametrize("line", list(BAD_CASES))
-def test_each_bad_row_case_is_isolated_with_its_reason(line):
-    good_line = "100,ok.jpg,1,0.5,0.25,0.125"
-    good, bad, n_lines = parse([good_line, line, good_line.replace("100,ok", "101,ok2")])
-    kind, words = BAD_CASES[line]
-    assert n_lines == 3
-    assert list(bad) == [1] and bad[1][0] == kind and words in bad[1][1]
-    assert good.column("row_id").to_pylist() == [100, 101]
-
-
-def test_quoted_path_with_commas_and_header_and_blank_lines():
-    lines = [HEADER, '0,"a,b ""c"".jpg",1,0.5,0.25,0.125', "   ", "1,x.jpg,4,1,2,3"]
-    good, bad, n_lines = parse(lines)
-    assert good.column("path").to_pylist() == ['a,b "c".jpg', "x.jpg"]
-    assert good.column("features").to_pylist() == [[0.5, 0.25, 0.125], [1.0, 2.0, 3.0]]
-    assert good.column("label").type == pa.int32()
-    assert bad == {2: ("blank", "blank line")} and n_lines == 3  # the header is not a row
-
-
-def test_classify_line_accepts_a_good_line():
-    assert classify_line("0,p.jpg,1,0.1,0.2,0.3", DIM, 5) is None
-
+from gap_spark.stages.ingest import run_ingest
+from tests.conftest import config_and_paths
+from tests.test_csv_lines import BAD_CASES, DIM, HEADER
 
 # ---------------------------------------------------------------- end to end with Spark
 
@@ -103,9 +27,7 @@ def write_raw(root, rows: dict[str, list[str]], header: str = HEADER, gz: bool =
 
 
 def config_for(tmp_path, **sets):
-    pairs = {"paths.raw": tmp_path / "raw", "paths.data": tmp_path / "ds", "ingest.classes": 5, **sets}
-    config = load_config(sets=[f"{k}={v}" for k, v in pairs.items()])
-    return config, Paths.from_config(config)
+    return config_and_paths(tmp_path, **{"paths.data": tmp_path / "ds", "ingest.classes": 5, **sets})
 
 
 CLEAN = {

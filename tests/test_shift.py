@@ -12,6 +12,8 @@ from gap_spark.contracts.paths import Paths
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
 from gap_spark.core.errors import ConfigError, DatasetError
+from gap_spark.core.settings import SynthSettings
+from gap_spark.ops.generator import World, split_labels, without_shift
 from gap_spark.shift import (
     HistogramGrid,
     ShiftSettings,
@@ -29,7 +31,7 @@ from gap_spark.shift import (
     standardised_mean_difference,
     tag_sets,
 )
-from gap_spark.synth import SynthSpec, World, split_labels
+from gap_spark.stages.synth import synth_settings
 
 # ---------------------------------------------------------------- helpers
 
@@ -67,7 +69,7 @@ def arrays_frame(spark, x: np.ndarray, labels: np.ndarray | None = None):
                                  "features array<float>, label int")
 
 
-def world_samples(spec: SynthSpec, seed: int = 1, with_labels: bool = False) -> dict:
+def world_samples(spec: SynthSettings, seed: int = 1, with_labels: bool = False) -> dict:
     """val and v2 feature matrices of the generator (with their class labels if asked)."""
     world = World(spec)
     out = {}
@@ -80,13 +82,13 @@ def world_samples(spec: SynthSpec, seed: int = 1, with_labels: bool = False) -> 
 
 # Small generated data: 8 classes, 12 features. 25% of the features moved by 1 within-class sd: at the
 # default 5% of 12 features the shift would touch a single feature and make the tests hinge on it.
-SPEC = SynthSpec(train_rows=100, val_rows=2000, v2_rows=1000, dim=12, classes=8, superclass_size=4, seed=5,
-                 covariate_fraction=0.25, covariate_shift=1.0)
+SPEC = synth_settings(train_rows=100, val_rows=2000, v2_rows=1000, dim=12, classes=8, superclass_size=4, seed=5,
+                      covariate_fraction=0.25, covariate_shift=1.0)
 # For the domain classifier: many classes with few rows each (40 per class in val, 20 in v2), like
 # ImageNet (50 and 10). This is where a sample that ignores the classes goes wrong: without any shift, 800
 # random rows per set gave a cross-validated AUC of 0.464 [0.436, 0.492], an interval that misses 0.5.
-DOMAIN_SPEC = SynthSpec(train_rows=100, val_rows=2000, v2_rows=1000, dim=16, classes=50, superclass_size=5,
-                        seed=5, covariate_fraction=0.25, covariate_shift=1.0)
+DOMAIN_SPEC = synth_settings(train_rows=100, val_rows=2000, v2_rows=1000, dim=16, classes=50, superclass_size=5,
+                             seed=5, covariate_fraction=0.25, covariate_shift=1.0)
 
 
 # ---------------------------------------------------------------- the sketch, numpy only
@@ -315,7 +317,7 @@ def test_evaluator_auc_equals_delong_auc(spark):
     assert auc == pytest.approx(delong_interval(labels, scores)["auc"], abs=1e-9)
 
 
-def _domain_result(spark, spec: SynthSpec) -> dict:
+def _domain_result(spark, spec: SynthSettings) -> dict:
     samples = world_samples(spec, seed=11, with_labels=True)
     sample = balanced_sample(arrays_frame(spark, *samples["val"]), arrays_frame(spark, *samples["v2"]),
                              rows_per_set=800, seed=3)
@@ -324,7 +326,7 @@ def _domain_result(spark, spec: SynthSpec) -> dict:
 
 @pytest.mark.slow
 def test_domain_classifier_cannot_tell_sets_apart_without_shift(spark):
-    result = _domain_result(spark, DOMAIN_SPEC.without_shift())
+    result = _domain_result(spark, without_shift(DOMAIN_SPEC))
     assert result["rows_per_set"] == 800
     for suffix in ("", "_pca"):
         lo, hi = result[f"ci95{suffix}"]

@@ -12,8 +12,9 @@ from gap_spark import plots
 from gap_spark.contracts.paths import Paths
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
+from gap_spark.ops.generator import World
 from gap_spark.report import png_size
-from gap_spark.synth import SynthSpec, World
+from gap_spark.stages.synth import synth_settings
 from gap_spark.visualize import (
     FIGURE_FILES,
     FIGURE_KINDS,
@@ -109,7 +110,7 @@ def test_focus_classes_are_the_largest_drops_or_seeded_random():
 # --------------------------------------------------------------------------------------------------
 
 def synthetic_points(n=300, dim=32, classes=6, seed=0):
-    spec = SynthSpec(train_rows=1, val_rows=n, v2_rows=n, dim=dim, classes=classes, superclass_size=3, seed=seed)
+    spec = synth_settings(train_rows=1, val_rows=n, v2_rows=n, dim=dim, classes=classes, superclass_size=3, seed=seed)
     world, rng = World(spec), np.random.default_rng(seed)
     labels = rng.integers(0, classes, size=n)
     half = n // 2

@@ -5,9 +5,15 @@
 - ``DATA_DIR/split=<train|val|v2>/part-*.parquet`` with columns ``row_id`` (long), ``path`` (string),
   ``label`` (int) and ``features`` (array<float>); ``DATA_DIR/_quarantine/split=<split>/`` holds the
   bad rows and ``DATA_DIR/_manifest.json`` marks the dataset complete.
+- ``DATA_DIR.staging-<id>/``: a dataset being written; :func:`commit_dataset` swaps it in and writes
+  the manifest last, so a crash at any point leaves no manifest and readers refuse.
 """
 from __future__ import annotations
 
+import logging
+import time
+import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gap_spark.core import fs
@@ -16,6 +22,8 @@ from gap_spark.core.errors import DatasetError, IngestError
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "v2")
 MODEL_TAG = "eva02_large_patch14_448.mim_m38m_ft_in22k_in1k"
@@ -139,3 +147,82 @@ def fingerprint(sources: dict[str, str]) -> str:
         mtime = info.mtime_ns if info.mtime_ns is not None else 0
         digest.update(f"{split}|{sources[split]}|{info.size}|{mtime}\n".encode())
     return digest.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------
+# The writer: staging, the manifest and the commit
+# --------------------------------------------------------------------------------------------------
+
+@dataclass
+class SplitResult:
+    """What ingest did with one split: its manifest entry."""
+
+    split: str
+    source: str
+    source_bytes: int
+    rows_read: int
+    rows_written: int
+    rows_quarantined: int
+    quarantined_by_kind: dict[str, int]
+    seconds: float
+    files: int
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The split's entry under the manifest's ``splits``."""
+        return {
+            "source": self.source, "source_bytes": self.source_bytes,
+            "rows_read": self.rows_read, "rows_written": self.rows_written,
+            "rows_quarantined": self.rows_quarantined, "quarantined_by_reason": self.quarantined_by_kind,
+            "files": self.files, "seconds": round(self.seconds, 3),
+            "mb_per_s": round(self.source_bytes / 1e6 / max(self.seconds, 1e-9), 2),
+        }
+
+
+def dataset_manifest(dim: int, classes: int, sources: dict[str, str], splits: dict[str, SplitResult],
+                     seconds: float) -> dict[str, Any]:
+    """The manifest of a complete dataset: D, K, the inputs' fingerprint, the schema and each split."""
+    return {
+        "status": "complete",
+        "version": MANIFEST_VERSION,
+        "dim": dim,
+        "classes": classes,
+        "fingerprint": fingerprint(sources),
+        "schema": dataset_schema().jsonValue(),
+        "splits": {split: r.to_manifest() for split, r in splits.items()},
+        "seconds": round(seconds, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _parent_and_name(data_dir: str) -> tuple[str, str]:
+    data_dir = data_dir.rstrip("/")
+    if "/" not in data_dir:
+        return ".", data_dir
+    parent, name = data_dir.rsplit("/", 1)
+    return parent, name
+
+
+def new_staging_path(data_dir: str) -> str:
+    """``DATA_DIR.staging-<id>``: a fresh directory name beside the dataset to write the next one in."""
+    return f"{data_dir.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale_staging(data_dir: str) -> None:
+    """Delete the staging directories that interrupted ingests left beside ``data_dir``."""
+    parent, name = _parent_and_name(data_dir)
+    if not fs.exists(parent):
+        return
+    for entry in fs.list_dir(parent):
+        if entry.startswith(f"{name}.staging-"):
+            log.info("ingest: removing staging left by an interrupted run: %s", entry)
+            fs.delete(fs.join(parent, entry))
+
+
+def commit_dataset(staging: str, data_dir: str, manifest: dict[str, Any]) -> None:
+    """Replace ``data_dir`` by ``staging``: the old manifest goes first, the new one is written last."""
+    data_dir = data_dir.rstrip("/")
+    if fs.exists(data_dir):
+        fs.delete(manifest_path(data_dir))
+        fs.delete(data_dir)
+    fs.move(staging, data_dir)
+    fs.write_json(manifest_path(data_dir), manifest)

@@ -1,4 +1,85 @@
-"""Stage entry point (moved here by the architecture step)."""
-from gap_spark.ingest import run_ingest
+"""Stage ``ingest``: validate the three EVA-02 CSVs and write the partitioned Parquet dataset.
+
+1. The driver reads each file's header line itself and checks it: an empty index name, ``path``,
+   ``label``, then ``0``..``D-1`` with the same D in every file. Spark never infers types over 1027 columns.
+2. Each split is parsed, validated and written into a staging directory beside the dataset, its bad rows
+   into ``_quarantine/`` (:mod:`gap_spark.stages.ingest_split`, parsing by :mod:`gap_spark.ops.csv_lines`).
+3. The staging directory replaces the dataset and the manifest is written last
+   (:func:`gap_spark.contracts.dataset.commit_dataset`), so a crash at any point leaves no manifest and
+   readers refuse.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from gap_spark.contracts.dataset import (
+    MANIFEST,
+    SPLITS,
+    SplitResult,
+    commit_dataset,
+    dataset_manifest,
+    new_staging_path,
+    remove_stale_staging,
+    resolve_sources,
+)
+from gap_spark.core import fs
+from gap_spark.core.errors import IngestError
+from gap_spark.ops.csv_lines import validate_header
+from gap_spark.stages.ingest_split import ingest_split
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from gap_spark.contracts.paths import Paths
+    from gap_spark.core.config import Config
 
 __all__ = ["run_ingest"]
+
+log = logging.getLogger(__name__)
+
+# What the stage's summary keeps of each split's manifest entry.
+SUMMARY_KEYS = ("rows_read", "rows_written", "rows_quarantined", "mb_per_s")
+
+
+def read_headers(sources: dict[str, str]) -> tuple[dict[str, str], int]:
+    """Each file's header line, checked, and the feature dimension D they all share."""
+    headers, dims = {}, {}
+    for split, source in sources.items():
+        headers[split] = fs.read_first_line(source)
+        dims[split] = validate_header(headers[split], source)
+    if len(set(dims.values())) != 1:
+        raise IngestError("the files disagree on the feature dimension D: "
+                          + ", ".join(f"{s} has {d}" for s, d in dims.items()))
+    return headers, dims["train"]
+
+
+def run_ingest(spark: "SparkSession", config: "Config", paths: "Paths", train: str | None = None,
+               val: str | None = None, v2: str | None = None) -> dict[str, Any]:
+    """Stage entry point: CSVs -> ``paths.data`` (Parquet by split, quarantine, manifest)."""
+    settings = config.settings.ingest
+    data_dir = paths.data.rstrip("/")
+    started = time.time()
+    sources = resolve_sources(paths.raw, train, val, v2)
+    headers, dim = read_headers(sources)
+
+    remove_stale_staging(data_dir)
+    staging = new_staging_path(data_dir)
+    fs.makedirs(staging)
+    results: dict[str, SplitResult] = {}
+    try:
+        for split in SPLITS:
+            log.info("ingest %s: %s (%.1f MB)", split, sources[split], fs.size(sources[split]) / 1e6)
+            results[split] = ingest_split(spark, split, sources[split], headers[split], dim, settings.classes,
+                                          staging, settings)
+    except BaseException:
+        fs.delete(staging)
+        raise
+
+    manifest = dataset_manifest(dim, settings.classes, sources, results, time.time() - started)
+    commit_dataset(staging, data_dir, manifest)
+    log.info("ingest: dataset complete at %s (%s)", data_dir, MANIFEST)
+    return {"data": data_dir, "dim": dim, "classes": settings.classes,
+            "splits": {s: {k: v for k, v in m.items() if k in SUMMARY_KEYS} for s, m in manifest["splits"].items()},
+            "seconds": manifest["seconds"]}

@@ -24,13 +24,13 @@ per-feature table ``shift/feature_stats`` (Parquet) and ``.csv``, one row per fe
 """
 from __future__ import annotations
 
-import io
 import logging
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from gap_spark.contracts.dataset import manifest_summary, read_dataset
+from gap_spark.contracts.tables import table_csv
 from gap_spark.core import fs
 from gap_spark.core.errors import DatasetError
 
@@ -137,9 +137,7 @@ def _feature_statistics(sets: dict[str, "DataFrame"], pairs: list[Pair], dim: in
     local: pd.DataFrame = stats.toPandas()
     local = local.sort_values(["pair", "feature"]).reset_index(drop=True)
     stats.unpersist()
-    buffer = io.StringIO()
-    local.to_csv(buffer, index=False)
-    fs.write_text(run_dir.feature_stats_csv, buffer.getvalue())
+    fs.write_text(run_dir.feature_stats_csv, table_csv(fs.json_safe(local.to_dict("records")), list(local.columns)))
     return {pair: summarise_feature_shift(local, pair, settings.smd_threshold, settings.top_features)
             for pair, _, _ in pairs}
 

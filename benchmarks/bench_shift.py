@@ -1,6 +1,6 @@
 """Benchmark: the shift stage's per-feature statistics (moments, SMD, KS, W1) over val+v2 and a train sample.
 
-Two comparisons are timed, as `gap-spark shift` runs them (gap_spark.shift.feature_shift_stats: two
+Two comparisons are timed, as `gap-spark shift` runs them (gap_spark.ops.drift_spark.feature_shift_stats: two
 mapInArrow passes, a histogram sketch on a fixed grid):
 
 - val vs v2 (full size: 50,000 + 10,000 rows x 1024);
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
 
     from gap_spark.core.config import load_config
     from gap_spark.core.session import get_spark
-    from gap_spark.shift import feature_shift_stats
+    from gap_spark.ops.drift_spark import feature_shift_stats
 
     config = load_config(sets=[f"spark.master={args.master}", "spark.conf.spark.ui.showConsoleProgress=false"])
     spark = get_spark(config, app_name="bench_shift")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats as st
+from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.testing import assertDataFrameEqual
 
 from gap_spark.contracts.paths import Paths
@@ -13,24 +14,20 @@ from gap_spark.core import fs
 from gap_spark.core.config import load_config
 from gap_spark.core.errors import ConfigError, DatasetError
 from gap_spark.core.settings import SynthSettings
-from gap_spark.ops.generator import World, split_labels, without_shift
-from gap_spark.shift import (
-    HistogramGrid,
-    ShiftSettings,
-    balanced_sample,
-    confidence_shift,
-    delong_interval,
-    domain_auc,
+from gap_spark.ops.domain import balanced_sample, delong_interval, domain_auc
+from gap_spark.ops.drift import HistogramGrid, histogram_distances, standardised_mean_difference
+from gap_spark.ops.drift_spark import (
+    SKETCHES_SCHEMA,
+    STATS_SCHEMA,
+    compare_sets,
     feature_moments,
     feature_shift_stats,
-    histogram_distances,
-    label_counts,
-    label_shift,
-    matched_quotas,
-    run_shift,
-    standardised_mean_difference,
-    tag_sets,
+    feature_sketches,
 )
+from gap_spark.ops.frames import label_count_frame, matched_quotas, tag_union
+from gap_spark.ops.generator import World, split_labels, without_shift
+from gap_spark.ops.label_shift import confidence_shift, label_shift
+from gap_spark.stages.shift import run_shift
 from gap_spark.stages.synth import synth_settings
 
 # ---------------------------------------------------------------- helpers
@@ -59,14 +56,6 @@ def binned(samples: dict[str, np.ndarray], bins: int, range_sd: float = 5.0):
 def edges(grid: HistogramGrid, samples: dict[str, np.ndarray], feature: int) -> np.ndarray:
     values = np.concatenate([x[:, feature] for x in samples.values()])
     return grid.edges(feature, values.min(), values.max())
-
-
-def arrays_frame(spark, x: np.ndarray, labels: np.ndarray | None = None):
-    data = {"features": [row.tolist() for row in x.astype(np.float32)]}
-    if labels is None:
-        return spark.createDataFrame(pd.DataFrame(data), "features array<float>")
-    return spark.createDataFrame(pd.DataFrame({**data, "label": labels.astype(np.int32)}),
-                                 "features array<float>, label int")
 
 
 def world_samples(spec: SynthSettings, seed: int = 1, with_labels: bool = False) -> dict:
@@ -204,10 +193,12 @@ def test_label_shift_matches_scipy():
     ("shift.domain_folds", 1, "domain_folds"),
     ("shift.train_control_fraction", 0, "train_control_fraction"),
     ("shift.histogram_bins", "many", "histogram_bins"),
+    ("shift.histogram_bins", 3.7, "histogram_bins"),  # an integer key refuses a fraction (was truncated)
+    ("shift.domain_sample_per_set", 29, "at least 10 x shift.domain_folds"),
 ])
 def test_bad_settings_are_config_errors(key, value, message):
     with pytest.raises(ConfigError, match=message):
-        ShiftSettings.from_config(load_config(sets=[f"{key}={value}"]))
+        _ = load_config(sets=[f"{key}={value}"]).settings.shift
 
 
 # ---------------------------------------------------------------- Spark: per-feature statistics
@@ -228,9 +219,9 @@ def test_feature_moments_match_numpy_with_sets_mixed_in_partitions(spark):
     assertDataFrameEqual(feature_moments(tagged, 3), expected, rtol=1e-9, atol=1e-12)
 
 
-def test_feature_statistics_match_scipy_within_bounds(spark):
+def test_feature_statistics_match_scipy_within_bounds(dataset_frame):
     samples = world_samples(SPEC)
-    frames = {k: arrays_frame(spark, v).repartition(3) for k, v in samples.items()}
+    frames = {k: dataset_frame(v, np.zeros(len(v))).repartition(3) for k, v in samples.items()}
     # A grid sample smaller than the sets, so the sampling path is the one tested.
     stats = feature_shift_stats(frames, [("val_v2", "val", "v2")], SPEC.dim, bins=1000,
                                 grid_sample_rows=300).toPandas()
@@ -253,10 +244,33 @@ def test_feature_statistics_match_scipy_within_bounds(spark):
     assert set(top) == shifted
 
 
+# One feature on a two-bin grid over [0, 2]: a = {0.5, 1.5}, b = {1.5, 1.5, 1.5}.
+TINY_GRID = HistogramGrid(lo=np.array([0.0]), hi=np.array([2.0]), bins=2)
+TINY_SKETCHES = [("a", 0, 2, 1.0, float(np.sqrt(0.5)), 0.5, 1.5, [0, 1, 1, 0]),
+                 ("b", 0, 3, 1.5, 0.0, 1.5, 1.5, [0, 0, 3, 0])]
+
+
+def test_feature_sketches_of_tagged_frames(spark, dataset_frame):
+    frames = {"a": dataset_frame([[0.5], [1.5]], [0, 1]), "b": dataset_frame([[1.5]] * 3, [0, 0, 1])}
+    got = feature_sketches(tag_union(frames, ["features"]), TINY_GRID).orderBy("set")
+    expected = spark.createDataFrame(TINY_SKETCHES, SKETCHES_SCHEMA)
+    assert_approx_df_equality(got, expected, precision=1e-12, ignore_nullable=True)
+
+
+def test_compare_sets_on_inline_sketches(spark):
+    sketches = spark.createDataFrame(TINY_SKETCHES, SKETCHES_SCHEMA)
+    got = compare_sets(sketches, TINY_GRID, [("p", "a", "b")])
+    # smd = 0.5 / sqrt((0.5 + 0) / 2) = 1; the CDFs differ by 0.5 on [0.5, 1.5): KS 0.5, W1 0.5; the bounds
+    # are the fullest bin (1.0, b's) and sum of width x fuller mass (1 x 0.5 + 1 x 1).
+    expected = spark.createDataFrame([("p", "a", "b", 0, 2, 3, 1.0, 1.5, float(np.sqrt(0.5)), 0.0, 1.0, 0.5, 1.0,
+                                       0.5, 1.5)], STATS_SCHEMA)
+    assert_approx_df_equality(got, expected, precision=1e-12, ignore_nullable=True)
+
+
 def test_features_of_the_wrong_length_are_refused(spark):
     frame = spark.createDataFrame(pd.DataFrame({"features": [[1.0, 2.0], [1.0, 2.0, 3.0]]}), "features array<float>")
     with pytest.raises(Exception, match="length 3"):
-        feature_moments(tag_sets({"a": frame}), 3).collect()
+        feature_moments(tag_union({"a": frame}, ["features"]), 3).collect()
 
 
 # ---------------------------------------------------------------- Spark: domain classifier
@@ -275,12 +289,12 @@ def test_matched_quotas_fill_evenly_within_what_both_sets_have():
     assert matched_quotas(counts_a, counts_b, 10_000) == {0: 10, 1: 30, 2: 30, 3: 2}
 
 
-def test_balanced_sample_matches_classes_between_sets(spark):
+def test_balanced_sample_matches_classes_between_sets(dataset_frame):
     rng = np.random.default_rng(2)
     labels_a, labels_b = rng.integers(0, 4, 300), rng.integers(0, 5, 120)
     # The first feature says which set a row came from, the second its class.
-    a = arrays_frame(spark, np.c_[np.zeros(300), labels_a], labels_a)
-    b = arrays_frame(spark, np.c_[np.ones(120), labels_b], labels_b)
+    a = dataset_frame(np.c_[np.zeros(300), labels_a], labels_a)
+    b = dataset_frame(np.c_[np.ones(120), labels_b], labels_b)
     sample = balanced_sample(a, b, rows_per_set=60, seed=1).toPandas()
     assert (sample["features"].map(lambda v: v[0]) == sample["label"]).all()
     assert (sample["features"].map(lambda v: v[1]) == sample["stratum"]).all()
@@ -292,13 +306,13 @@ def test_balanced_sample_matches_classes_between_sets(spark):
     assert ranks.all()
 
 
-def test_domain_folds_stay_class_matched_with_one_row_per_class(spark):
+def test_domain_folds_stay_class_matched_with_one_row_per_class(dataset_frame):
     # Many classes with a single row in each set (a small V2 over 1000 classes): dealing folds by rank
     # within class would put every row in fold 0 and leave the other folds' training sets empty.
     rng = np.random.default_rng(5)
     classes = np.arange(30)
-    a = arrays_frame(spark, rng.normal(size=(30, 4)), classes)
-    b = arrays_frame(spark, rng.normal(size=(30, 4)), classes)
+    a = dataset_frame(rng.normal(size=(30, 4)), classes)
+    b = dataset_frame(rng.normal(size=(30, 4)), classes)
     sample = balanced_sample(a, b, rows_per_set=30, seed=1)
     result = domain_auc(sample, folds=3, seed=1, pca_k=None, reg_param=0.1, max_iter=5, top_features=2)
     assert result["rows"] == {"a": 30, "b": 30}
@@ -317,16 +331,15 @@ def test_evaluator_auc_equals_delong_auc(spark):
     assert auc == pytest.approx(delong_interval(labels, scores)["auc"], abs=1e-9)
 
 
-def _domain_result(spark, spec: SynthSettings) -> dict:
+def _domain_result(dataset_frame, spec: SynthSettings) -> dict:
     samples = world_samples(spec, seed=11, with_labels=True)
-    sample = balanced_sample(arrays_frame(spark, *samples["val"]), arrays_frame(spark, *samples["v2"]),
-                             rows_per_set=800, seed=3)
+    sample = balanced_sample(dataset_frame(*samples["val"]), dataset_frame(*samples["v2"]), rows_per_set=800, seed=3)
     return domain_auc(sample, folds=2, seed=3, pca_k=4, reg_param=0.01, max_iter=10, top_features=5)
 
 
 @pytest.mark.slow
-def test_domain_classifier_cannot_tell_sets_apart_without_shift(spark):
-    result = _domain_result(spark, without_shift(DOMAIN_SPEC))
+def test_domain_classifier_cannot_tell_sets_apart_without_shift(dataset_frame):
+    result = _domain_result(dataset_frame, without_shift(DOMAIN_SPEC))
     assert result["rows_per_set"] == 800
     for suffix in ("", "_pca"):
         lo, hi = result[f"ci95{suffix}"]
@@ -335,8 +348,8 @@ def test_domain_classifier_cannot_tell_sets_apart_without_shift(spark):
 
 
 @pytest.mark.slow
-def test_domain_classifier_separates_shifted_sets_and_names_the_shifted_features(spark):
-    result = _domain_result(spark, DOMAIN_SPEC)
+def test_domain_classifier_separates_shifted_sets_and_names_the_shifted_features(dataset_frame):
+    result = _domain_result(dataset_frame, DOMAIN_SPEC)
     lo, _ = result["ci95"]
     assert lo > 0.65, result
     # It leans on the moved features, though not exactly on them alone: the features are correlated
@@ -355,14 +368,14 @@ def test_label_counts_per_set(spark):
     b = spark.createDataFrame(pd.DataFrame({"label": [1, 2]}), "label int")
     expected = spark.createDataFrame([("a", 0, 2), ("a", 1, 1), ("b", 1, 1), ("b", 2, 1)],
                                      "set string, label int, count long")
-    assertDataFrameEqual(label_counts({"a": a, "b": b}), expected)
+    assert_df_equality(label_count_frame({"a": a, "b": b}), expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_confidence_shift_matches_numpy_and_scipy(spark):
+def test_confidence_shift_matches_numpy_and_scipy(prediction_frame):
     rng = np.random.default_rng(9)
     conf_a, conf_b = rng.beta(8, 2, 3000), rng.beta(5, 3, 1000)
-    pred_a = spark.createDataFrame(pd.DataFrame({"confidence": conf_a, "true_prob": conf_a * 0.9}))
-    pred_b = spark.createDataFrame(pd.DataFrame({"confidence": conf_b, "true_prob": conf_b * 0.8}))
+    pred_a = prediction_frame([0] * 3000, [0] * 3000, confidences=conf_a, true_prob=conf_a * 0.9)
+    pred_b = prediction_frame([0] * 1000, [0] * 1000, confidences=conf_b, true_prob=conf_b * 0.8)
     got = confidence_shift(pred_a, pred_b, bins=1000)
     # The sketch reads confidences as float32, as it reads features.
     a, b = conf_a.astype(np.float32).astype(float), conf_b.astype(np.float32).astype(float)
@@ -400,11 +413,11 @@ def test_run_shift_writes_the_contract(spark, tiny_dataset, tiny_config_and_path
         (read_split(spark, tiny_dataset, split)
          .select("row_id", "label", F.col("label").alias("prediction"), F.array("label").alias("top5"),
                  (F.rand(1) * 0.5 + 0.5).alias("confidence"), (F.rand(2) * 0.5).alias("true_prob"))
-         .write.parquet(fs.to_spark_uri(paths.run_file("predictions", "lr", split))))
+         .write.parquet(fs.to_spark_uri(paths.run_dir.predictions("lr", split))))
 
     summary = run_shift(spark, config, paths)
 
-    written = fs.read_json(paths.run_file("shift.json"))
+    written = fs.read_json(paths.run_dir.shift)
     assert written["features"] == summary["features"]
     assert set(written) >= {"features", "domain_classifier", "labels", "confidence", "seconds"}
     for pair in ("val_v2", "train_val"):
@@ -419,8 +432,8 @@ def test_run_shift_writes_the_contract(spark, tiny_dataset, tiny_config_and_path
     assert written["domain_classifier"]["val_v2"]["rows_per_set"] == 200
     assert set(written["confidence"]["lr"]) >= {"val", "v2", "ks", "wasserstein"}
 
-    table = spark.read.parquet(fs.to_spark_uri(paths.run_file("shift", "feature_stats"))).toPandas()
-    csv = pd.read_csv(fs.local_path(paths.run_file("shift", "feature_stats.csv")))
+    table = spark.read.parquet(fs.to_spark_uri(paths.run_dir.feature_stats_parquet)).toPandas()
+    csv = pd.read_csv(fs.local_path(paths.run_dir.feature_stats_csv))
     assert len(table) == len(csv) == 2 * 16
     for pair in ("val_v2", "train_val"):
         rows = csv[csv["pair"] == pair]

@@ -1,7 +1,7 @@
 """Benchmark: UMAP and t-SNE on 10k points x 50 dims (PCA from 1024), as `gap-spark visualize` runs them.
 
 Generates val and v2 feature vectors with gap_spark.ops.generator (half each, 1000 classes), reduces them with
-PCA, then times gap_spark.visualize.embed for UMAP and openTSNE with at most --threads threads. In the same
+PCA, then times gap_spark.ops.embedding.embed for UMAP and openTSNE with at most --threads threads. In the same
 run it times two baselines on the same PCA output: scikit-learn's Barnes-Hut TSNE and PCA alone, and
 prints the ratios. Target: 2 minutes or less for each of UMAP and t-SNE on 2 cores.
 
@@ -9,7 +9,7 @@ prints the ratios. Target: 2 minutes or less for each of UMAP and t-SNE on 2 cor
     .venv/bin/python benchmarks/bench_embed.py --points 3000 --no-sklearn
 
 UMAP's first call in a fresh process includes numba's JIT compilation (cached on disk afterwards, see
-gap_spark.visualize.prepare_numba); the script reports a cold and a warm UMAP time.
+gap_spark.ops.embedding.prepare_numba); the script reports a cold and a warm UMAP time.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
 
     from threadpoolctl import threadpool_limits
 
-    from gap_spark.visualize import embed, prepare_numba
+    from gap_spark.ops.embedding import embed, prepare_numba
 
     prepare_numba(args.threads)
     watch = Stopwatch()

@@ -1,5 +1,5 @@
-"""Tests of `gap-spark report`: numbers from metrics.json and shift.json, escaping, self-containment,
-graceful degradation, and (slow) a real render in headless Chromium."""
+"""Tests of `gap-spark report`: numbers from metrics.json and shift.json, the typed loaders, escaping by the
+templates, self-containment, graceful degradation, and (slow) a real render in headless Chromium."""
 from __future__ import annotations
 
 import base64
@@ -10,12 +10,14 @@ import subprocess
 
 import pytest
 
-from gap_spark import plots
-from gap_spark.contracts.paths import Paths
+from gap_spark.contracts.run import RunDir
 from gap_spark.core import fs
-from gap_spark.core.config import load_config
 from gap_spark.core.errors import GapSparkError
-from gap_spark.report import md, png_size, run_report
+from gap_spark.present.plots_base import size_px
+from gap_spark.present.plots_results import confused_pairs_figure
+from gap_spark.present.render import md, png_size
+from gap_spark.stages.report import run_report
+from tests.conftest import config_and_paths
 
 SCRIPT = '<script>alert("x")</script>'
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -96,30 +98,32 @@ def tiny_png(kind: str = "pairs") -> bytes:
     """A real PNG from the plotting module (so sizes and headers are genuine)."""
     import pandas as pd
 
-    return plots.confused_pairs(pd.read_csv(__import__("io").StringIO(CONFUSED_CSV)), "lr").png
+    return confused_pairs_figure(pd.read_csv(__import__("io").StringIO(CONFUSED_CSV)), "lr").png
 
 
 def write_fake_run(run_dir: str, parts=("metrics", "shift", "per_class", "confused", "figures"),
                    figure_title: str = "Top confused pairs (lr)") -> None:
     """A run directory holding the chosen hand-made outputs."""
     fs.makedirs(run_dir)
+    rd = RunDir(str(run_dir))
     if "metrics" in parts:
-        fs.write_json(fs.join(run_dir, "metrics.json"), METRICS)
+        fs.write_json(rd.metrics, METRICS)
     if "shift" in parts:
-        fs.write_json(fs.join(run_dir, "shift.json"), SHIFT)
+        fs.write_json(rd.shift, SHIFT)
     if "per_class" in parts:
-        fs.write_text(fs.join(run_dir, "per_class", "lr.csv"), PER_CLASS_CSV)
+        fs.write_text(rd.per_class_csv("lr"), PER_CLASS_CSV)
     if "confused" in parts:
-        fs.write_text(fs.join(run_dir, "confused_pairs", "lr.csv"), CONFUSED_CSV)
+        fs.write_text(rd.confused_pairs_csv("lr"), CONFUSED_CSV)
     if "figures" in parts:
-        fs.write_bytes(fs.join(run_dir, "figures", "confused_pairs.png"), tiny_png())
-        fs.write_json(fs.join(run_dir, "figures", "_figures.json"),
+        fs.write_bytes(rd.figure("confused_pairs.png"), tiny_png())
+        fs.write_json(rd.figures_index,
                       [{"file": "confused_pairs.png", "title": figure_title, "caption": "pairs & rates"}])
 
 
 def config_for(run_dir, *extra):
-    config = load_config(sets=[f"paths.run={run_dir}", *extra])
-    return config, Paths.from_config(config)
+    """A config whose run directory is ``run_dir``, with ``key=value`` overrides."""
+    sets = dict(item.split("=", 1) for item in extra)
+    return config_and_paths(fs.join(str(run_dir), ".."), **{"paths.run": str(run_dir)}, **sets)
 
 
 def report_texts(run_dir, *extra):
@@ -170,7 +174,7 @@ def test_report_findings_follow_the_numbers(tmp_path):
     write_fake_run(run, parts=("shift",))
     shift = json.loads(json.dumps(SHIFT))
     shift["domain_classifier"]["val_v2"].update(auc=0.5071, ci95=[0.4833, 0.5302])
-    fs.write_json(fs.join(run, "shift.json"), shift)
+    fs.write_json(RunDir(run).shift, shift)
     _, page, markdown = report_texts(run)
     assert "AUC 0.507 [0.483, 0.530]" in page
     assert "cannot be told apart" in page and "cannot be told apart" in markdown
@@ -187,8 +191,8 @@ def test_report_is_self_contained(tmp_path):
     sources = re.findall(r'src="([^"]*)"', page)
     assert len(sources) == 1 and all(s.startswith("data:image/png;base64,") for s in sources)
     embedded = base64.b64decode(sources[0].split(",", 1)[1])
-    assert embedded == fs.read_bytes(fs.join(run, "figures", "confused_pairs.png"))
-    assert png_size(embedded) == plots.size_px("pairs")
+    assert embedded == fs.read_bytes(RunDir(run).figure("confused_pairs.png"))
+    assert png_size(embedded) == size_px("pairs")
 
 
 def test_values_from_data_are_escaped(tmp_path):
@@ -227,8 +231,8 @@ def test_report_says_what_is_missing(tmp_path, parts, missing_word, present):
 def test_report_notes_unreadable_and_listed_but_absent_figures(tmp_path):
     run = str(tmp_path / "run")
     write_fake_run(run)
-    fs.write_text(fs.join(run, "shift.json"), "{not json")
-    fs.write_json(fs.join(run, "figures", "_figures.json"),
+    fs.write_text(RunDir(run).shift, "{not json")
+    fs.write_json(RunDir(run).figures_index,
                   [{"file": "gone.png", "title": "t", "caption": "c"},
                    {"file": "../metrics.json", "title": "t", "caption": "c"}])
     summary, page, _ = report_texts(run)
@@ -291,20 +295,152 @@ def test_unknown_label_and_confidence_layouts_fall_back_to_a_key_value_table(tmp
     shift = json.loads(json.dumps(SHIFT))
     shift["labels"] = {"js_divergence": 0.01234}
     shift["confidence"] = {"lr": {"median_drop": 0.04321}}
-    fs.write_json(fs.join(run, "shift.json"), shift)
+    fs.write_json(RunDir(run).shift, shift)
     _, page, _markdown = report_texts(run)
     assert "js_divergence" in page and "0.0123" in page
     assert "lr.median_drop" in page and "0.0432" in page
 
 
 def test_numbers_are_formatted_without_negative_zero_and_absent_sections_leave_no_empty_table(tmp_path):
-    from gap_spark.report import fmt
+    from gap_spark.present.format import fmt
 
     assert fmt(-0.0001) == "0.000" and fmt(-0.0021) == "-0.002" and fmt(None) == "n/a" and fmt(float("nan")) == "n/a"
     run = str(tmp_path / "run")
     write_fake_run(run, parts=("shift",))
     shift = json.loads(json.dumps(SHIFT))
     del shift["confidence"]
-    fs.write_json(fs.join(run, "shift.json"), shift)
+    fs.write_json(RunDir(run).shift, shift)
     _, page, _ = report_texts(run)
     assert ">None<" not in page and "Confidence of each model" not in page
+
+
+# ---------------------------------------------------------------------------------------------
+# The typed loaders
+# ---------------------------------------------------------------------------------------------
+
+def test_typed_loaders_read_the_numbers_of_the_contract(tmp_path):
+    from gap_spark.contracts.run_artifacts import load_run_artifacts
+
+    run = str(tmp_path / "run")
+    write_fake_run(run)
+    art = load_run_artifacts(RunDir(run))
+    assert art.problems == [] and art.model == "lr"
+    lr = art.metrics.models["lr"]
+    assert (lr.val.accuracy, lr.v2.ece, lr.gap.ci95) == (0.8437, 0.0688, (0.0712, 0.1438))
+    assert len(lr.val.reliability) == 15 and lr.val.reliability[3].count == 30
+    assert art.metrics.dataset.dim == 16 and art.metrics.dataset.split_rows["v2"] == 800
+    top = art.shift.features["val_v2"].top
+    assert [(t.feature, t.smd) for t in top[:2]] == [(5, 0.6173), (11, -0.4821)]
+    dc = art.shift.domain_classifier["val_v2"]
+    assert (dc.auc, dc.ci95_pca, dc.rows_per_set) == (0.6137, (0.5801, 0.6247), 800)
+    assert [f.feature for f in dc.top_features] == [5, 11]
+    assert art.shift.labels["train_val"].p_value == 0.9931
+    assert art.shift.confidence["lr"].v2.median == 0.8702
+    assert [e.file for e in art.figures] == ["confused_pairs.png"]
+    assert list(art.per_class["label"]) == list(range(8))
+
+
+def test_malformed_parts_become_notes_not_crashes(tmp_path):
+    from gap_spark.contracts.run_artifacts import load_run_artifacts
+
+    run = str(tmp_path / "run")
+    write_fake_run(run)
+    metrics = json.loads(json.dumps(METRICS))
+    metrics["models"]["lr"] = "not an object"
+    metrics["models"]["rf"]["val"]["accuracy"] = "high"  # not a number: shown as n/a
+    metrics["models"]["rf"]["gap"] = [1, 2]
+    fs.write_json(RunDir(run).metrics, metrics)
+    shift = json.loads(json.dumps(SHIFT))
+    shift["features"] = [1, 2]
+    shift["domain_classifier"]["train_val"] = 0.5
+    fs.write_json(RunDir(run).shift, shift)
+    fs.write_text(RunDir(run).train_summary, '{"models": {"lr": {"params": 3}}, "dataset": 7}')
+    art = load_run_artifacts(RunDir(run))
+    notes = " ".join(art.problems)
+    assert "models.lr is not a JSON object" in notes
+    assert "gap is not a JSON object" in notes
+    assert "features is not a JSON object" in notes
+    assert "domain_classifier.train_val is not a JSON object" in notes
+    assert "params is not a JSON object" in notes
+    assert list(art.metrics.models) == ["rf"] and art.metrics.models["rf"].val.accuracy is None
+    assert art.shift.features == {} and list(art.shift.domain_classifier) == ["val_v2"]
+    assert art.train_summary.dataset is None
+    summary, page, markdown = report_texts(run)
+    assert "models.lr is not a JSON object" in page and "features is not a JSON object" in page
+    assert "n/a top-1 accuracy" in page and "n/a top-1 accuracy" in markdown
+    assert f"{METRICS['models']['rf']['v2']['accuracy'] * 100:.1f}%" in page
+    assert "AUC 0.614" in page
+    assert any("not a JSON object" in p for p in summary["missing"])
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("[1, 2]", "does not hold a JSON dict"),
+    ("", "could not be read"),
+    ('{"models": 5}', "models is not a JSON object"),
+])
+def test_a_malformed_metrics_file_is_a_note(tmp_path, content, problem):
+    run = str(tmp_path / "run")
+    write_fake_run(run, parts=("shift",))
+    fs.write_text(RunDir(run).metrics, content)
+    summary, page, _ = report_texts(run)
+    assert any(problem in p for p in summary["missing"])
+    assert problem in page and "AUC 0.614" in page
+
+
+# ---------------------------------------------------------------------------------------------
+# Escaping by construction (Jinja2 autoescape and the Markdown finalize)
+# ---------------------------------------------------------------------------------------------
+
+HOSTILE = '<script>alert("x")</script>\'"&<img src=x onerror=alert(1)>'
+
+
+def test_hostile_model_names_class_labels_and_captions_are_escaped(tmp_path):
+    run = str(tmp_path / "run")
+    write_fake_run(run)
+    rd = RunDir(run)
+    metrics = json.loads(json.dumps(METRICS))
+    metrics["models"] = {HOSTILE: metrics["models"]["lr"]}
+    fs.write_json(rd.metrics, metrics)
+    fs.write_text(rd.per_class_csv(HOSTILE.replace("/", "_")), PER_CLASS_CSV.replace("\n7,", f'\n"{HOSTILE}",'))
+    fs.write_json(rd.figures_index, [{"file": "confused_pairs.png", "title": f'" onload="{HOSTILE}',
+                                      "caption": HOSTILE}])
+    summary, page, markdown = report_texts(run, f"report.model={HOSTILE.replace('/', '_')}")
+    # Only the embedded figure is an element with a source; no script, no injected attribute or element.
+    assert "<script" not in page.lower() and "<img src=x" not in page
+    assert len(re.findall(r"<img\b", page)) == summary["figures"] == 1
+    assert 'onload="' not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&#39;&#34;&amp;" in page
+    for text in (page, markdown):
+        assert "Logistic regression" not in text  # the only model is the hostile one
+    assert "<" not in markdown.replace("&lt;", "")
+
+
+def test_templates_escape_every_position():
+    from gap_spark.present.blocks import Bullets, Cards, FigureBlock, Heading, Note, Paragraph, Table, TableGrid
+    from gap_spark.present.render import render_html, render_markdown
+
+    png = tiny_png()
+    table = Table(HOSTILE, [HOSTILE, "n"], [[HOSTILE, "1"]], [False, True])
+    blocks = [Heading(HOSTILE, f'a" id="{HOSTILE}'), Paragraph(HOSTILE), Bullets([HOSTILE]), Note(HOSTILE, [HOSTILE]),
+              Cards([(HOSTILE, HOSTILE, HOSTILE)]), table, TableGrid([table]),
+              FigureBlock(1, HOSTILE, HOSTILE, "f.png", png, "figures/f.png")]
+    page = render_html(HOSTILE, [HOSTILE], blocks, HOSTILE)
+    assert "<script" not in page.lower() and "<img src=x" not in page and '" id="' not in page
+    # Every hostile string is there, escaped: title (twice), subtitle, nav, heading and each block's texts.
+    escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&#39;&#34;&amp;&lt;img src=x onerror=alert(1)&gt;"
+    assert page.count(escaped) >= 20
+    markdown = render_markdown(HOSTILE, [HOSTILE], blocks, HOSTILE)
+    assert "<" not in markdown.replace("&lt;", "")
+    assert "![" in markdown and "](figures/f.png)" in markdown
+    assert markdown.count(md(HOSTILE)) >= 15
+
+
+def test_markdown_figure_links_are_percent_encoded(tmp_path):
+    run = str(tmp_path / "run")
+    write_fake_run(run)
+    name = "a b)(x](y.png"
+    fs.write_bytes(RunDir(run).figure(name), tiny_png())
+    fs.write_json(RunDir(run).figures_index, [{"file": name, "title": "t", "caption": "c"}])
+    summary, _, markdown = report_texts(run)
+    assert summary["figures"] == 1
+    assert "![t](figures/a%20b%29%28x%5D%28y.png)" in markdown

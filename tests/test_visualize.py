@@ -6,25 +6,22 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from chispa import assert_df_equality
 from pyspark.testing import assertDataFrameEqual
 
-from gap_spark import plots
 from gap_spark.contracts.paths import Paths
+from gap_spark.contracts.run import RunDir
+from gap_spark.contracts.run_outputs import parse_metrics, parse_shift
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
+from gap_spark.ops.embedding import choose_focus_classes, collect_sample, embed, sample_sets
+from gap_spark.ops.frames import proportional_quotas, stratified_sample
 from gap_spark.ops.generator import World
-from gap_spark.report import png_size
+from gap_spark.present import plots_embedding, plots_results
+from gap_spark.present.plots_base import size_px
+from gap_spark.present.render import png_size
 from gap_spark.stages.synth import synth_settings
-from gap_spark.visualize import (
-    FIGURE_FILES,
-    FIGURE_KINDS,
-    choose_focus_classes,
-    collect_sample,
-    embed,
-    proportional_quotas,
-    run_visualize,
-    stratified_sample,
-)
+from gap_spark.stages.visualize import FIGURE_FILES, FIGURE_KINDS, run_visualize
 from tests.test_report import CONFUSED_CSV, METRICS, PER_CLASS_CSV, SHIFT, write_fake_run
 
 
@@ -32,16 +29,15 @@ def png_is_drawn(png: bytes, kind: str) -> None:
     """A PNG of the expected pixel size with real content (not one flat colour)."""
     from PIL import Image
 
-    assert png_size(png) == plots.size_px(kind)
+    assert png_size(png) == size_px(kind)
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
 
 
-def feature_frame(spark, labels, dim=4, seed=0):
-    rng = np.random.default_rng(seed)
-    rows = [(int(i), f"img/{i}.jpg", int(l), rng.standard_normal(dim).astype(np.float32).tolist())
-            for i, l in enumerate(labels)]
-    return spark.createDataFrame(rows, "row_id long, path string, label int, features array<float>")
+def feature_frame(dataset_frame, labels, dim=4, seed=0):
+    """A dataset frame (conftest factory) with random features, row ids 0, 1, ..."""
+    x = np.random.default_rng(seed).standard_normal((len(labels), dim)).astype(np.float32)
+    return dataset_frame(x, labels)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -57,12 +53,17 @@ def test_proportional_quotas_sum_exactly_and_never_exceed_counts():
     assert proportional_quotas(counts, 1000) == counts
 
 
-def test_stratified_sample_takes_exact_quotas_whatever_the_layout(spark):
+def visualize_sample(frame, counts, base, focus, seed):
+    """The visualize stage's use of the shared sampler: a main and a per-class quota, no rank column."""
+    return stratified_sample(frame, counts, {"in_base": base, "in_focus": focus}, seed).drop("rank")
+
+
+def test_stratified_sample_takes_exact_quotas_whatever_the_layout(spark, dataset_frame):
     labels = [0] * 120 + [1] * 60 + [2] * 20
-    frame = feature_frame(spark, labels)
+    frame = feature_frame(dataset_frame, labels)
     counts = {0: 120, 1: 60, 2: 20}
     base, focus = {0: 12, 1: 6, 2: 2}, {2: 15}
-    sample = stratified_sample(frame, counts, base, focus, seed=5)
+    sample = visualize_sample(frame, counts, base, focus, seed=5)
     from pyspark.sql import functions as F
 
     per_label = {r["label"]: (r["n"], r["base"], r["focus"]) for r in sample.groupBy("label").agg(
@@ -72,19 +73,47 @@ def test_stratified_sample_takes_exact_quotas_whatever_the_layout(spark):
     assert per_label[2][1:] == (2, 15)
     assert per_label[0][2] == 0
     # The same rows come out of a differently partitioned copy of the data.
-    again = stratified_sample(frame.repartition(3, "row_id"), counts, base, focus, seed=5)
+    again = visualize_sample(frame.repartition(3, "row_id"), counts, base, focus, seed=5)
     assertDataFrameEqual(again.select("row_id", "in_base", "in_focus"), sample.select("row_id", "in_base", "in_focus"))
-    other_seed = stratified_sample(frame, counts, base, focus, seed=6)
+    other_seed = visualize_sample(frame, counts, base, focus, seed=6)
     assert {r.row_id for r in other_seed.collect()} != {r.row_id for r in sample.collect()}
+    # The very rows the pre-refactor sampler (visualize.stratified_sample) chose for this frame and seed.
+    assert sorted((r.row_id, r.in_base, r.in_focus) for r in sample.collect()) == OLD_SAMPLER_ROWS
 
 
-def test_collect_sample_keeps_features_and_labels(spark):
-    frame = feature_frame(spark, [0, 1, 1, 2, 2, 2], dim=5, seed=1)
-    expected = {r.row_id: np.array(r.features, dtype=np.float32) for r in frame.collect()}
+# (row_id, in_base, in_focus) of the pre-refactor visualize.stratified_sample on the frame above, seed 5.
+OLD_SAMPLER_ROWS = [(i, True, False) for i in (3, 13, 38, 43, 45, 47, 53, 57, 59, 65, 84, 108, 127, 133, 135, 160,
+                                               173, 179)] + [
+    (180, False, True), (182, False, True), (183, False, True), (184, False, True), (186, False, True),
+    (187, False, True), (189, False, True), (190, False, True), (191, True, True), (193, False, True),
+    (194, False, True), (195, False, True), (196, False, True), (197, True, True), (198, False, True)]
+
+
+def test_sample_sets_is_each_sets_stratified_sample_tagged_by_set(spark, dataset_frame):
     from pyspark.sql import functions as F
 
+    frames = {"val": feature_frame(dataset_frame, [0] * 30 + [1] * 10, seed=1),
+              "v2": feature_frame(dataset_frame, [0] * 8 + [1] * 12, seed=2)}
+    counts = {"val": {0: 30, 1: 10}, "v2": {0: 8, 1: 12}}
+    result = sample_sets(frames, counts, per_set=10, focus=[1], focus_points=5, seed=3)
+    quotas = {"val": ({0: 8, 1: 2}, {1: 5}), "v2": ({0: 4, 1: 6}, {1: 5})}
+    assert proportional_quotas(counts["val"], 10) == quotas["val"][0]
+    assert proportional_quotas(counts["v2"], 10) == quotas["v2"][0]
+    columns = ["set", "row_id", "label", "in_base", "in_focus", "features"]
+    expected = None
+    for name in ("val", "v2"):
+        part = visualize_sample(frames[name], counts[name], *quotas[name], seed=3).withColumn("set", F.lit(name))
+        expected = part.select(*columns) if expected is None else expected.unionByName(part.select(*columns))
+    assert_df_equality(result, expected, ignore_row_order=True, ignore_nullable=True)
+    per_set = {r["set"]: r["n"] for r in result.where("in_base").groupBy("set").agg(F.count("*").alias("n")).collect()}
+    assert per_set == {"val": 10, "v2": 10}
+
+
+def test_collect_sample_keeps_features_and_labels(spark, dataset_frame):
+    frame = feature_frame(dataset_frame, [0, 1, 1, 2, 2, 2], dim=5, seed=1)
+    expected = {r.row_id: np.array(r.features, dtype=np.float32) for r in frame.collect()}
     quotas = {0: 1, 1: 2, 2: 3}
-    sampled = stratified_sample(frame, quotas, quotas, {}, seed=0).withColumn("set", F.lit("v2"))
+    sampled = sample_sets({"v2": frame}, {"v2": quotas}, per_set=6, focus=[], focus_points=1, seed=0)
     sample = collect_sample(sampled)
     assert sample.features.shape == (6, 5) and sample.features.dtype == np.float32
     assert list(sample.labels) == [0, 1, 1, 2, 2, 2]
@@ -149,7 +178,7 @@ def test_density_difference_sums_to_zero_and_points_the_right_way():
     rng = np.random.default_rng(0)
     xy = np.vstack([rng.normal(-2, 0.3, (200, 2)), rng.normal(2, 0.3, (100, 2))])
     sets = np.array(["val"] * 200 + ["v2"] * 100, dtype=object)
-    diff = plots.density_difference(xy, sets, bins=40)
+    diff = plots_embedding.density_difference(xy, sets, bins=40)
     assert abs(diff.sum()) < 1e-9  # both densities sum to one whatever the set sizes
     assert diff[:20, :20].sum() < -0.9 and diff[20:, 20:].sum() > 0.9
 
@@ -161,16 +190,18 @@ def test_every_figure_is_a_png_of_the_expected_size():
     focus = np.isin(labels, [0, 1, 2])
     per_class = pd.read_csv(io.StringIO(PER_CLASS_CSV))
     pairs = pd.read_csv(io.StringIO(CONFUSED_CSV))
-    fv = SHIFT["features"]["val_v2"]
+    shift = parse_shift(SHIFT, "shift", [])
+    fv = shift.features["val_v2"]
     drawn = {
-        "by_set": plots.embedding_by_set(coords, sets),
-        "by_class": plots.embedding_by_class(coords, sets, labels, focus, [0, 1, 2], class_source="test"),
-        "density": plots.embedding_density_difference(coords, sets, bins=30),
-        "features": plots.feature_shifts(fv["top"], fv["threshold"], {"5": 0.04},
-                                         SHIFT["domain_classifier"]["val_v2"]["top_features"]),
-        "per_class": plots.per_class_accuracy(per_class, "lr"),
-        "reliability": plots.reliability(METRICS["models"]),
-        "pairs": plots.confused_pairs(pairs, "lr"),
+        "by_set": plots_embedding.embedding_by_set_figure(coords, sets),
+        "by_class": plots_embedding.embedding_by_class_figure(coords, sets, labels, focus, [0, 1, 2],
+                                                              class_source="test"),
+        "density": plots_embedding.density_difference_figure(coords, sets, bins=30),
+        "features": plots_results.feature_shifts_figure(fv.top, fv.threshold, {"5": 0.04},
+                                                        shift.domain_classifier["val_v2"].top_features),
+        "per_class": plots_results.per_class_figure(per_class, "lr"),
+        "reliability": plots_results.reliability_figure(parse_metrics(METRICS, "metrics", []).models),
+        "pairs": plots_results.confused_pairs_figure(pairs, "lr"),
     }
     assert set(drawn) == set(FIGURE_FILES)
     for name, figure in drawn.items():
@@ -199,13 +230,13 @@ def test_visualize_without_run_outputs_draws_the_embedding_figures_only(spark, t
     assert set(summary["skipped"]) == {"features", "per_class", "reliability", "pairs"}
     assert summary["sample"]["val"] == summary["sample"]["v2"] == 200
     assert "random" in summary["sample"]["focus_source"] and len(summary["sample"]["focus_classes"]) == 3
-    index = fs.read_json(paths.run_file("figures", "_figures.json"))
+    index = fs.read_json(paths.run_dir.figures_index)
     assert [e["file"] for e in index] == summary["figures"]
     for entry in index:
-        png_is_drawn(fs.read_bytes(paths.run_file("figures", entry["file"])), "embedding")
+        png_is_drawn(fs.read_bytes(paths.run_dir.figure(entry["file"])), "embedding")
     import pyarrow.parquet as pq
 
-    table = pq.read_table(io.BytesIO(fs.read_bytes(paths.run_file("embedding.parquet"))))
+    table = pq.read_table(io.BytesIO(fs.read_bytes(paths.run_dir.embedding)))
     assert {"set", "row_id", "label", "tsne_x", "tsne_y"} <= set(table.column_names)
 
 
@@ -213,29 +244,30 @@ def test_visualize_without_run_outputs_draws_the_embedding_figures_only(spark, t
 def test_visualize_draws_every_figure_from_a_full_run(spark, tiny_dataset, tiny_root, tmp_path):
     run = str(tmp_path / "run")
     write_fake_run(run, parts=("metrics", "shift", "per_class", "confused"))
-    fs.write_bytes(fs.join(run, "figures", FIGURE_FILES["pairs"]), b"stale")
+    fs.write_bytes(RunDir(run).figure(FIGURE_FILES["pairs"]), b"stale")
     config, paths = stage_config(tiny_root, run)
     summary = run_visualize(spark, config, paths)
     assert summary["skipped"] == {}
     assert summary["sample"]["focus_classes"] == [7, 6, 5]  # largest drops in per_class/lr.csv
-    index = fs.read_json(paths.run_file("figures", "_figures.json"))
+    index = fs.read_json(paths.run_dir.figures_index)
     assert sorted(e["file"] for e in index) == sorted(FIGURE_FILES.values())
     kind_of = {FIGURE_FILES[k]: FIGURE_KINDS[k] for k in FIGURE_FILES}
     for entry in index:
         assert entry["title"] and entry["caption"]
-        png_is_drawn(fs.read_bytes(paths.run_file("figures", entry["file"])), kind_of[entry["file"]])
+        png_is_drawn(fs.read_bytes(paths.run_dir.figure(entry["file"])), kind_of[entry["file"]])
 
 
 @pytest.mark.parametrize("setting, message", [
-    ("visualize.methods=[umap, pca]", "unknown method"),
-    ("visualize.sample_size=0", "positive integer"),
-    ("visualize.tsne_perplexity=-1", "non-negative"),
+    # The settings checker refuses these when the config is loaded, before the stage runs.
+    ("visualize.methods=[umap, pca]", r"visualize\.methods\[1\]' must be one of umap, tsne"),
+    ("visualize.sample_size=0", r"visualize\.sample_size' must be >= 8"),
+    ("visualize.tsne_perplexity=-1", r"visualize\.tsne_perplexity' must be >= 0"),
 ])
 def test_bad_settings_are_config_errors(tmp_path, setting, message):
     from gap_spark.core.errors import ConfigError
 
-    config = load_config(sets=[f"paths.data={tmp_path}/data", f"paths.run={tmp_path}/run", setting])
     with pytest.raises(ConfigError, match=message):
+        config = load_config(sets=[f"paths.data={tmp_path}/data", f"paths.run={tmp_path}/run", setting])
         run_visualize(None, config, Paths.from_config(config))
 
 
@@ -252,7 +284,7 @@ def test_numba_gets_a_writable_cache_and_at_most_the_threads_asked_for(monkeypat
 
     import numba
 
-    from gap_spark.visualize import prepare_numba
+    from gap_spark.ops.embedding import prepare_numba
 
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))

@@ -269,7 +269,7 @@ class RFSettings:
     checkpoint_interval: int | None
     cache_node_ids: bool
     min_instances_per_node: Count
-    pca_k: Count | None
+    pca_k: Annotated[int, Bounds(ge=0)] | None  # null or 0: no PCA
     partitions: Count | None
     seed: int
 
@@ -308,7 +308,7 @@ class TrainSettings:
     partitions: Count | None
     storage_level: Literal["NONE", "DISK_ONLY", "DISK_ONLY_2", "DISK_ONLY_3", "MEMORY_ONLY", "MEMORY_ONLY_2",
                            "MEMORY_AND_DISK", "MEMORY_AND_DISK_2", "MEMORY_AND_DISK_DESER", "OFF_HEAP"]
-    pca_k: Count | None
+    pca_k: Annotated[int, Bounds(ge=0)] | None  # null or 0: no PCA
     pca_max_rows: Count | None
     missing_classes: Literal["warn", "error"]
     progress_seconds: Positive

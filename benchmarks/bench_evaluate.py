@@ -81,7 +81,7 @@ def fit_model(data_dir: str, run_dir: str, max_iter: int, driver_memory: str) ->
     from gap_spark.contracts.dataset import read_split
     from gap_spark.core.config import load_config
     from gap_spark.core.session import get_spark
-    from gap_spark.features import feature_stages, output_column
+    from gap_spark.ops.features import feature_stages, output_column
 
     quiet = ["spark.conf.spark.ui.enabled=false", "spark.conf.spark.ui.showConsoleProgress=false"]
     spark = get_spark(load_config(sets=[f"spark.conf.spark.driver.memory={driver_memory}", *quiet]),

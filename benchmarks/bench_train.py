@@ -10,7 +10,7 @@ What it prints (all measured in this run, on the same generated rows):
    fresh fit with that many iterations (L-BFGS is deterministic, so it is the same iterate the long fit
    passes through); the time to accuracy is the wall time of the first schedule point whose validation
    accuracy is within 0.5 points of the longest fit's, one-off passes included.
-   Then the warm start (gap-spark's default, ``train.fit_lr``) beside the same warm start for
+   Then the warm start (gap-spark's default, ``models.lr.fit_lr``) beside the same warm start for
    scikit-learn (lbfgs on a stratified sample, then ``warm_start=True`` on all rows): time to the
    longest cold MLlib fit's accuracy, sample fit included, and the ratio.
 2. ``--levers``: MLlib seconds per iteration (from Breeze's own per-iteration log timestamps, one fit
@@ -128,7 +128,7 @@ def spark_session(cores: int, memory: str):
 
 
 def cached_train(spark, path: str, partitions: int, level: str):
-    from gap_spark.train import storage_level
+    from gap_spark.ops.train_split import storage_level
 
     frame = spark.read.parquet("file://" + os.path.abspath(path)).select("label", "features")
     frame = frame.repartition(partitions)
@@ -159,8 +159,9 @@ def val_accuracy(model, val_vec) -> float:
 
 def mllib_fit(spark, train_vec, val_vec, classes: int, reg: float, iters: int, block_mb: float) -> dict:
     """One MLlib fit of exactly ``iters`` iterations (tol 0) and its validation accuracy."""
-    from gap_spark.features import output_column
-    from gap_spark.train import FitProgress, lr_estimator
+    from gap_spark.core.progress import FitProgress
+    from gap_spark.models.lr import lr_estimator
+    from gap_spark.ops.features import output_column
 
     est = lr_estimator({"regParam": reg, "maxIter": iters, "tol": 0.0, "maxBlockSizeInMB": block_mb},
                        output_column(None))
@@ -202,9 +203,9 @@ def sklearn_fit(x_train, y_train, x_val, y_val, reg: float, iters: int, warm_pic
 
 def mllib_warm_fit(spark, train_vec, val_vec, reg: float, iters: int, block_mb: float, sample_rows: int,
                    sample_iters: int, rows: int) -> dict:
-    """gap-spark's own warm-started fit (``train.fit_lr``): a sample fit, then ``iters`` on all rows."""
-    from gap_spark.features import output_column
-    from gap_spark.train import fit_lr
+    """gap-spark's own warm-started fit (``models.lr.fit_lr``): a sample fit, then ``iters`` on all rows."""
+    from gap_spark.models.lr import fit_lr
+    from gap_spark.ops.features import output_column
 
     params = {"regParam": reg, "maxIter": iters, "tol": 0.0, "maxBlockSizeInMB": block_mb}
     started = time.time()
@@ -251,7 +252,7 @@ def time_to_accuracy(points: list[dict], within: float = 0.005) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 def run_lr(args, spark, data, blas: str) -> dict:
-    from gap_spark.features import fit_feature_model, with_label_metadata
+    from gap_spark.ops.features import fit_feature_model, with_label_metadata
 
     (train_path, x_train, y_train), (val_path, x_val, y_val) = data["train"], data["val"]
     schedule = [int(s) for s in args.schedule.split(",")]
@@ -351,7 +352,7 @@ def run_warm(args, spark, train_vec, val_vec, arrays, target: float) -> dict:
 
 
 def run_levers(args, spark, blas: str) -> dict:
-    from gap_spark.features import fit_feature_model, with_label_metadata
+    from gap_spark.ops.features import fit_feature_model, with_label_metadata
 
     data = generate(args.lever_rows, 1000, args.dim, args.classes, args.seed, args.cache_dir)
     train_path, val_path = data["train"][0], data["val"][0]
@@ -393,8 +394,8 @@ def run_levers(args, spark, blas: str) -> dict:
 
 
 def run_rf(args, spark) -> dict:
-    from gap_spark.features import fit_feature_model, output_column, with_label_metadata
-    from gap_spark.train import rf_estimator
+    from gap_spark.models.rf import rf_estimator
+    from gap_spark.ops.features import fit_feature_model, output_column, with_label_metadata
 
     base = {"numTrees": args.rf_trees, "maxDepth": 8, "maxBins": 16, "featureSubsetStrategy": "sqrt",
             "subsamplingRate": 0.5, "maxMemoryInMB": 1024, "checkpointInterval": -1, "cacheNodeIds": False,
@@ -455,7 +456,7 @@ def run_rf(args, spark) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    from gap_spark.train import blas_implementation
+    from gap_spark.core.progress import blas_implementation
 
     load = os.getloadavg()[0]
     spark = spark_session(args.cores, args.driver_memory)

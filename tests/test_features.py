@@ -1,47 +1,43 @@
 """The feature transform (array -> vector -> standardised -> PCA) and the label metadata."""
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 import pytest
+from chispa import SchemasNotEqualError, assert_approx_df_equality, assert_df_equality
 from pyspark.ml import PipelineModel
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import types as T
 
+from gap_spark.core.config import load_config
 from gap_spark.core.errors import ConfigError
-from gap_spark.features import (
+from gap_spark.ops.features import (
     PCA_COL,
     SCALED_COL,
     VECTOR_COL,
     ArrayToVector,
+    effective_pca_k,
     feature_stages,
     fit_feature_model,
     label_metadata,
     label_num_values,
     output_column,
-    validate_pca_k,
     with_label_metadata,
 )
 
-SCHEMA = T.StructType([
-    T.StructField("row_id", T.LongType(), False),
-    T.StructField("label", T.IntegerType(), False),
-    T.StructField("features", T.ArrayType(T.FloatType(), containsNull=False), False),
-])
-
-
-def _frame(spark, x: np.ndarray, labels: np.ndarray):
-    rows = [(i, int(y), [float(v) for v in row]) for i, (row, y) in enumerate(zip(x, labels))]
-    return spark.createDataFrame(rows, SCHEMA)
-
 
 @pytest.fixture(scope="module")
-def small(spark):
+def small(dataset_frame):
     rng = np.random.default_rng(0)
     # Correlated columns with different scales, so standardisation and PCA have work to do.
     base = rng.normal(size=(200, 3))
     x = np.column_stack([base[:, 0] * 10 + 5, base[:, 1] * 0.1 - 2, base[:, 0] + base[:, 2], base[:, 2] * 3,
                          rng.normal(size=200)]).astype(np.float32)
     labels = rng.integers(0, 4, size=200)
-    return x, labels, _frame(spark, x, labels)
+    return x, labels, dataset_frame(x, labels)
 
 
 def test_feature_stages_with_and_without_pca(spark):
@@ -53,21 +49,28 @@ def test_feature_stages_with_and_without_pca(spark):
     assert output_column(None) == SCALED_COL and output_column(0) == SCALED_COL and output_column(5) == PCA_COL
 
 
-def test_validate_pca_k():
-    assert validate_pca_k(None, 16, "train.pca_k") is None
-    assert validate_pca_k(0, 16, "train.pca_k") is None
-    assert validate_pca_k(4, 16, "train.pca_k") == 4
-    assert validate_pca_k(16, 16, "train.pca_k") is None  # keeps every dimension: no PCA
-    assert validate_pca_k(64, 16, "train.pca_k") is None
-    for bad in (-1, 2.5, "8", True):
+def test_effective_pca_k():
+    assert effective_pca_k(None, 16) is None
+    assert effective_pca_k(0, 16) is None
+    assert effective_pca_k(4, 16) == 4
+    assert effective_pca_k(16, 16) is None  # keeps every dimension: no PCA
+    assert effective_pca_k(64, 16) is None
+    for key in ("train.pca_k", "train.rf.pca_k"):  # null and 0 both mean no PCA, as before the settings
+        for off in ("null", 0):
+            settings = load_config(sets=[f"{key}={off}"]).settings.train
+            assert effective_pca_k(settings.pca_k if key == "train.pca_k" else settings.rf.pca_k, 16) is None
+    # A bad value is refused when the config is loaded, naming the key.
+    for bad in ("-1", "2.5", "'8'", "true"):
         with pytest.raises(ConfigError, match="train.pca_k"):
-            validate_pca_k(bad, 16, "train.pca_k")
+            load_config(sets=[f"train.pca_k={bad}"])
+        with pytest.raises(ConfigError, match="train.rf.pca_k"):
+            load_config(sets=[f"train.rf.pca_k={bad}"])
 
 
 def test_array_to_vector_keeps_columns_and_values(small):
     x, _, frame = small
     out = ArrayToVector().transform(frame)
-    assert out.columns == ["row_id", "label", "features", VECTOR_COL]
+    assert out.columns == ["row_id", "path", "label", "features", VECTOR_COL]
     got = np.array([r[VECTOR_COL].toArray() for r in out.orderBy("row_id").collect()])
     np.testing.assert_array_equal(got, x.astype(np.float64))
 
@@ -129,3 +132,61 @@ def test_feature_model_round_trip(small, tmp_path):
     a = model.transform(frame).select("row_id", PCA_COL).orderBy("row_id").collect()
     b = loaded.transform(frame).select("row_id", PCA_COL).orderBy("row_id").collect()
     assert a == b
+
+
+def test_a_model_saved_under_the_old_module_path_still_loads(small, tmp_path):
+    """Models trained before the move to gap_spark.ops.features name gap_spark.features.ArrayToVector in
+    their metadata; PySpark imports that name when loading, so the old path must keep resolving."""
+    _, _, frame = small
+    model = fit_feature_model(frame)
+    path = str(tmp_path / "features")
+    model.write().save(path)
+    stage_dir = next(d for d in os.listdir(os.path.join(path, "stages")) if d.startswith("0_ArrayToVector"))
+    meta_dir = os.path.join(path, "stages", stage_dir, "metadata")
+    part = next(f for f in os.listdir(meta_dir) if f.startswith("part-"))
+    with open(os.path.join(meta_dir, part), encoding="utf-8") as handle:
+        meta = json.loads(handle.read())
+    assert meta["class"] == "gap_spark.ops.features.ArrayToVector"
+    meta["class"] = "gap_spark.features.ArrayToVector"
+    with open(os.path.join(meta_dir, part), "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(meta) + "\n")
+    os.remove(os.path.join(meta_dir, f".{part}.crc"))  # the local checksum would refuse the edited file
+    loaded = PipelineModel.load(path)
+    assert type(loaded.stages[0]) is ArrayToVector
+    a = model.transform(frame).select("row_id", SCALED_COL).orderBy("row_id").collect()
+    assert loaded.transform(frame).select("row_id", SCALED_COL).orderBy("row_id").collect() == a
+
+
+# --------------------------------------------------------------------------------------------------
+# chispa: the ops on tiny inline frames
+# --------------------------------------------------------------------------------------------------
+
+
+def test_array_to_vector_on_an_inline_frame(spark):
+    frame = spark.createDataFrame([(0, [1.0, 2.5]), (1, [-3.0, 0.0])], "row_id long, features array<float>")
+    expected = spark.createDataFrame(
+        [(0, [1.0, 2.5], Vectors.dense([1.0, 2.5])), (1, [-3.0, 0.0], Vectors.dense([-3.0, 0.0]))],
+        T.StructType([T.StructField("row_id", T.LongType()),
+                      T.StructField("features", T.ArrayType(T.FloatType())),
+                      T.StructField(VECTOR_COL, VectorUDT())]))
+    assert_df_equality(ArrayToVector().transform(frame), expected, ignore_nullable=True)
+    renamed = ArrayToVector(inputCol="features", outputCol="v").transform(frame)
+    assert_df_equality(renamed.select("row_id", "v"), expected.withColumnRenamed(VECTOR_COL, "v").select("row_id", "v"),
+                       ignore_nullable=True)
+
+
+def test_with_label_metadata_on_an_inline_frame(spark):
+    frame = spark.createDataFrame([(0, 2), (1, 0)], "row_id long, label int")
+    expected = spark.createDataFrame([(0, 2.0), (1, 0.0)], T.StructType([
+        T.StructField("row_id", T.LongType()),
+        T.StructField("label", T.DoubleType(), metadata=label_metadata(3))]))
+    assert_df_equality(with_label_metadata(frame, 3), expected)  # values, types and the metadata
+    with pytest.raises(SchemasNotEqualError):  # the metadata is compared: K=4 is not K=3
+        assert_df_equality(with_label_metadata(frame, 4), expected)
+
+
+def test_standardised_values_on_an_inline_frame(spark):
+    frame = spark.createDataFrame([(0, [1.0]), (1, [2.0]), (2, [3.0])], "row_id long, features array<float>")
+    out = fit_feature_model(frame).transform(frame).select("row_id", vector_to_array(SCALED_COL)[0].alias("z"))
+    expected = spark.createDataFrame([(0, -1.0), (1, 0.0), (2, 1.0)], "row_id long, z double")  # mean 2, sd 1
+    assert_approx_df_equality(out, expected, 1e-12, ignore_nullable=True, ignore_row_order=True)

@@ -4,68 +4,50 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from pyspark.ml import PipelineModel
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from gap_spark.cli import main as cli_main
-from gap_spark.contracts.dataset import MANIFEST, read_split
-from gap_spark.contracts.paths import Paths
+from gap_spark.contracts.dataset import read_split
+from gap_spark.contracts.tables import table_csv
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
 from gap_spark.core.errors import ConfigError, DatasetError, GapSparkError
-from gap_spark.features import fit_feature_model, output_column, with_label_metadata
-from gap_spark.train import (
-    FitProgress,
+from gap_spark.core.progress import FitProgress
+from gap_spark.models import MODEL_MODULES, model_spec, model_title, registered_models, selected_models
+from gap_spark.models.base import FitContext, ModelSpec
+from gap_spark.models.lr import lr_estimator, lr_params, warm_start_params
+from gap_spark.models.rf import rf_estimator, rf_params
+from gap_spark.ops.features import fit_feature_model, output_column, with_label_metadata
+from gap_spark.ops.train_split import (
     auto_partitions,
     check_label_stats,
+    check_sample_rows,
     describe_missing,
-    lr_estimator,
-    lr_params,
-    rf_estimator,
-    rf_params,
-    run_train,
-    selected_models,
+    label_stats,
     storage_level,
-    table_csv,
-    warm_start_params,
 )
+from gap_spark.stages.train import run_train
+from tests.conftest import config_and_paths, write_dataset_dir
 
 # --------------------------------------------------------------------------------------------------
 # Helpers: small datasets written straight to the dataset layout (so they can be made inconsistent)
 # --------------------------------------------------------------------------------------------------
 
-
-def write_dataset(root, x: np.ndarray, labels: np.ndarray, dim: int | None = None, classes: int | None = None,
-                  status: str = "complete", manifest: bool = True) -> str:
-    """A dataset directory with one train split (plus tiny val/v2 copies) and a manifest."""
-    data_dir = str(root / "dataset")
-    n, d = x.shape
-    for split, rows in (("train", slice(None)), ("val", slice(0, 20)), ("v2", slice(0, 20))):
-        xs, ys = x[rows], labels[rows]
-        features = pa.array([list(map(float, r)) for r in xs], type=pa.list_(pa.float32()))
-        table = pa.table({"row_id": pa.array(np.arange(len(ys)), pa.int64()),
-                          "path": pa.array([f"img/{i}.jpg" for i in range(len(ys))]),
-                          "label": pa.array(ys.astype(np.int32)), "features": features})
-        fs.makedirs(f"{data_dir}/split={split}")
-        pq.write_table(table, f"{data_dir}/split={split}/part-00000.parquet")
-    if manifest:
-        fs.write_json(f"{data_dir}/{MANIFEST}", {
-            "status": status, "dim": dim if dim is not None else d,
-            "classes": classes if classes is not None else int(labels.max()) + 1, "fingerprint": "test",
-            "splits": {s: {"rows_read": n, "rows_written": n, "rows_quarantined": 0} for s in ("train", "val", "v2")}})
-    return data_dir
+TRAIN_SETS = {"train.models": "[lr]", "train.lr.max_iter": 5, "train.progress_seconds": 5}
 
 
-def config_for(tmp_path, data_dir: str, **sets):
-    base = {"train.models": "[lr]", "train.lr.max_iter": 5, "train.progress_seconds": 5,
-            "paths.data": data_dir, "paths.run": str(tmp_path / "run")}
-    base.update(sets)
-    config = load_config(sets=[f"{k}={v}" for k, v in base.items()])
-    return config, Paths.from_config(config)
+def write_dataset(root, x: np.ndarray, labels: np.ndarray, **manifest) -> str:
+    """``root/dataset`` with the whole train split and 20-row val and v2 copies (conftest's writer)."""
+    return write_dataset_dir(root / "dataset", {"train": (x, labels), "val": (x[:20], labels[:20]),
+                                                 "v2": (x[:20], labels[:20])}, **manifest)
+
+
+def config_for(root, data_dir: str, **sets):
+    """A train config over ``data_dir`` writing to ``root/run`` (LR only, 5 iterations) and its Paths."""
+    return config_and_paths(root, **{**TRAIN_SETS, "paths.data": data_dir, **sets})
 
 
 def blobs(n: int = 240, dim: int = 6, classes: int = 4, seed: int = 0):
@@ -82,45 +64,89 @@ def blobs(n: int = 240, dim: int = 6, classes: int = 4, seed: int = 0):
 
 def test_config_to_mllib_params():
     cfg = load_config()
-    lr = lr_params(cfg.section("train.lr"))
+    lr = lr_params(cfg.settings.train.lr)
     assert set(lr) == {"regParam", "elasticNetParam", "maxIter", "tol", "maxBlockSizeInMB"}
     assert lr["regParam"] == cfg.get("train.lr.reg_param") and isinstance(lr["maxIter"], int)
-    rf = rf_params(cfg.section("train.rf"))
+    rf = rf_params(cfg.settings.train.rf)
     assert rf["numTrees"] == cfg.get("train.rf.num_trees") and rf["featureSubsetStrategy"] == "sqrt"
-    bad = cfg.section("train.lr") | {"elastic_net_param": 1.5}
+    # Bad values are refused when the config is loaded, naming the key.
     with pytest.raises(ConfigError, match="elastic_net_param"):
-        lr_params(bad)
+        load_config(sets=["train.lr.elastic_net_param=1.5"])
     with pytest.raises(ConfigError, match="feature_subset_strategy"):
-        rf_params(cfg.section("train.rf") | {"feature_subset_strategy": "most"})
+        load_config(sets=["train.rf.feature_subset_strategy=most"])
     with pytest.raises(ConfigError, match="subsampling_rate"):
-        rf_params(cfg.section("train.rf") | {"subsampling_rate": 0})
-    assert rf_params(cfg.section("train.rf") | {"feature_subset_strategy": "0.25"})["featureSubsetStrategy"] == "0.25"
+        load_config(sets=["train.rf.subsampling_rate=0"])
+    fraction = load_config(sets=["train.rf.feature_subset_strategy='0.25'"]).settings.train.rf
+    assert rf_params(fraction)["featureSubsetStrategy"] == "0.25"
+    assert rf_params(load_config(sets=["train.rf.checkpoint_interval=null"]).settings.train.rf)[
+        "checkpointInterval"] == -1
 
 
 def test_warm_start_params():
-    cfg = load_config().section("train.lr")
-    assert set(warm_start_params(cfg)) == {"sample_rows", "max_iter", "seed"}
-    for off in (None, 0):
-        assert warm_start_params(cfg | {"warm_start": {**cfg["warm_start"], "sample_rows": off}}) is None
+    lr = load_config().settings.train.lr
+    assert set(warm_start_params(lr)) == {"sample_rows", "max_iter", "seed"}
+    for off in ("null", 0):
+        lr = load_config(sets=[f"train.lr.warm_start.sample_rows={off}"]).settings.train.lr
+        assert warm_start_params(lr) is None
     with pytest.raises(ConfigError, match="sample_rows"):
-        warm_start_params(cfg | {"warm_start": {**cfg["warm_start"], "sample_rows": -5}})
+        load_config(sets=["train.lr.warm_start.sample_rows=-5"])
     with pytest.raises(ConfigError, match="max_iter"):
-        warm_start_params(cfg | {"warm_start": {**cfg["warm_start"], "max_iter": 0}})
+        load_config(sets=["train.lr.warm_start.max_iter=0"])
     with pytest.raises(ConfigError, match="mapping"):
-        warm_start_params(cfg | {"warm_start": 500})
+        load_config(sets=["train.lr.warm_start=500"])
 
 
 def test_selected_models_and_storage_levels():
-    assert selected_models(["rf", "lr", "rf"]) == ["rf", "lr"]
-    assert selected_models("lr, rf") == ["lr", "rf"]
-    with pytest.raises(ConfigError, match="unknown model 'svm'"):
-        selected_models(["svm"])
+    assert load_config(sets=["train.models=[rf, lr, rf]"]).settings.train.models == ("rf", "lr")
+    assert load_config(sets=["train.models=lr, rf"]).settings.train.models == ("lr", "rf")
+    assert [spec.name for spec in selected_models(("rf", "lr"))] == ["rf", "lr"]
+    with pytest.raises(ConfigError, match="unknown model 'svm' \\(choose from lr, rf\\)"):
+        selected_models(load_config(sets=["train.models=[svm]"]).settings.train.models)
     with pytest.raises(ConfigError, match="empty"):
-        selected_models([])
+        load_config(sets=["train.models=[]"])
     assert storage_level("none") is None
     assert storage_level("DISK_ONLY").useDisk and not storage_level("DISK_ONLY").useMemory
+    assert load_config(sets=["train.storage_level=none"]).settings.train.storage_level == "NONE"
     with pytest.raises(ConfigError, match="storage_level"):
-        storage_level("MEMORY_SOMETIMES")
+        load_config(sets=["train.storage_level=MEMORY_SOMETIMES"])
+
+
+def test_the_registry_names_every_model_once():
+    specs = registered_models()
+    assert list(specs) == list(MODEL_MODULES) == ["lr", "rf"]
+    assert all(isinstance(spec, ModelSpec) for spec in specs.values())
+    assert model_spec("rf").iteration_unit == "trees" and model_spec("lr").iteration_unit == "iterations"
+    assert model_title("lr") == "logistic regression" and model_title("svm") == "svm"
+    settings = load_config(sets=["train.pca_k=32"]).settings.train
+    assert model_spec("lr").pca_k(settings) == 32 and model_spec("rf").pca_k(settings) == settings.rf.pca_k
+    assert model_spec("lr").params(settings) == lr_params(settings.lr)
+    assert model_spec("rf").params(settings) == rf_params(settings.rf)
+    with pytest.raises(TypeError):
+        ModelSpec(name="x", title="x")  # abstract: a model must say how it trains
+
+
+def test_grids_come_from_the_tune_settings(spark):
+    tune = load_config(sets=["train.tune.lr_reg_param=[0.1, 1.0]", "train.tune.rf_num_trees=[3]"]).settings.train.tune
+    for name, expected in (("lr", {("regParam", "elasticNetParam")}), ("rf", {("maxDepth", "numTrees")})):
+        spec = model_spec(name)
+        grid = spec.grid(spec.estimator(spec.params(load_config().settings.train), "f"), tune)
+        assert {tuple(p.name for p in point) for point in grid} == expected
+        values = {tuple(point.values()) for point in grid}
+        if name == "lr":
+            assert values == {(r, e) for r in (0.1, 1.0) for e in tune.lr_elastic_net_param}
+        else:
+            assert values == {(d, 3) for d in tune.rf_max_depth}
+
+
+def test_the_forest_trains_on_few_partitions(spark):
+    frame = spark.range(40).repartition(5)
+    settings = load_config().settings.train
+    ctx = FitContext(spark=spark, settings=settings, rows=40, checkpoint_dir="file:///tmp/unused")
+    assert model_spec("rf").prepare(frame, ctx).rdd.getNumPartitions() == spark.sparkContext.defaultParallelism
+    assert model_spec("lr").prepare(frame, ctx).rdd.getNumPartitions() == 5
+    ctx = FitContext(spark=spark, settings=load_config(sets=["train.rf.partitions=3"]).settings.train, rows=40,
+                     checkpoint_dir="file:///tmp/unused")
+    assert model_spec("rf").prepare(frame, ctx).rdd.getNumPartitions() == 3
 
 
 def test_auto_partitions_follow_size_and_cores():
@@ -143,6 +169,19 @@ def test_label_checks_and_missing_classes():
 
 def test_table_csv():
     assert table_csv([{"a": 1, "b": 0.5}, {"a": 2, "b": 0.25}]) == "a,b\n1,0.5\n2,0.25\n"
+
+
+def test_label_stats_and_sample_checks_on_inline_frames(spark):
+    frame = spark.createDataFrame([(0, [1.0, 2.0]), (0, [0.0, 1.0]), (2, [3.0, 4.0])],
+                                  "label int, features array<float>")
+    assert label_stats(frame) == {"rows": 3, "counts": {0: 2, 2: 1}, "min_dim": 2, "max_dim": 2}
+    check_sample_rows(frame, dim=2, classes=3)
+    with pytest.raises(DatasetError, match="hold 2 values but the manifest says D=3"):
+        check_sample_rows(frame, dim=3, classes=3)
+    with pytest.raises(DatasetError, match="label 2 lies outside \\[0, 2\\)"):
+        check_sample_rows(frame, dim=2, classes=2)
+    with pytest.raises(DatasetError, match="no rows"):
+        check_sample_rows(frame.limit(0), dim=2, classes=3)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -174,7 +213,7 @@ def test_lr_matches_sklearn_oracle(spark, tiny_dataset, tmp_path):
     n = len(y_train)
     assert summary["models"]["lr"]["rows"] == n
 
-    model = PipelineModel.load(fs.to_spark_uri(paths.run_file("models", "lr")))
+    model = PipelineModel.load(fs.to_spark_uri(paths.run_dir.model("lr")))
     pred = model.transform(val).select("row_id", "prediction", "probability").orderBy("row_id").collect()
     assert [r["row_id"] for r in pred] == list(val_ids)
     mllib_pred = np.array([r["prediction"] for r in pred])
@@ -203,10 +242,9 @@ def test_lr_matches_sklearn_oracle(spark, tiny_dataset, tmp_path):
 # --------------------------------------------------------------------------------------------------
 
 
-def test_save_load_predict_round_trip(spark, tmp_path):
+def test_save_load_predict_round_trip(spark, dataset_frame, tmp_path):
     x, labels = blobs(n=200, dim=5, classes=4, seed=1)
-    rows = [(i, int(y), [float(v) for v in r]) for i, (r, y) in enumerate(zip(x, labels))]
-    frame = spark.createDataFrame(rows, "row_id long, label int, features array<float>")
+    frame = dataset_frame(x, labels)
     features = fit_feature_model(frame)
     with FitProgress(spark, "lr", heartbeat_s=60, track_lbfgs=True) as progress:
         classifier = lr_estimator({"regParam": 0.01, "maxIter": 20}, output_column(None)).fit(
@@ -228,14 +266,13 @@ def test_save_load_predict_round_trip(spark, tmp_path):
 
 
 @pytest.mark.slow
-def test_random_forest_trains_on_150_classes_thanks_to_metadata(spark, tmp_path):
+def test_random_forest_trains_on_150_classes_thanks_to_metadata(spark, dataset_frame, tmp_path):
     classes = 150
     x, labels = blobs(n=2 * classes, dim=4, classes=classes, seed=2)
-    rows = [(int(y), [float(v) for v in r]) for r, y in zip(x, labels)]
-    frame = spark.createDataFrame(rows, "label int, features array<float>")
+    frame = dataset_frame(x, labels)
     features = fit_feature_model(frame)
     data = features.transform(frame).withColumn("label", F.col("label").cast("double"))
-    params = rf_params(load_config().section("train.rf") | {"num_trees": 2, "max_depth": 3})
+    params = rf_params(load_config(sets=["train.rf.num_trees=2", "train.rf.max_depth=3"]).settings.train.rf)
     with pytest.raises(Exception, match=r"Labels MUST be in \[0, 100\)"):  # MLlib refuses without metadata
         rf_estimator(params, output_column(None)).fit(data)
     model = rf_estimator(params, output_column(None)).fit(with_label_metadata(data, classes))
@@ -282,7 +319,7 @@ def test_refuses_a_late_row_that_breaks_k(spark, tmp_path):
     config, paths = config_for(tmp_path, write_dataset(tmp_path, x, labels, classes=4))
     with pytest.raises(DatasetError, match="label 7, outside \\[0, 4\\)"):
         run_train(spark, config, paths)
-    assert not fs.exists(paths.run_file("models", "lr"))
+    assert not fs.exists(paths.run_dir.model("lr"))
 
 
 def test_warm_start_starts_the_full_fit_from_the_sample_model(spark, tmp_path):
@@ -311,16 +348,16 @@ def test_refuses_existing_model_unless_overwrite(spark, tmp_path):
     x, labels = blobs()
     data_dir = write_dataset(tmp_path, x, labels)
     config, paths = config_for(tmp_path, data_dir)
-    fs.makedirs(paths.run_file("models", "lr"))
-    fs.write_text(paths.run_file("models", "lr", "keep.txt"), "an earlier model")
+    fs.makedirs(paths.run_dir.model("lr"))
+    fs.write_text(fs.join(paths.run_dir.model("lr"), "keep.txt"), "an earlier model")
     with pytest.raises(GapSparkError, match="already exists .* --overwrite"):
         run_train(spark, config, paths)
-    assert fs.exists(paths.run_file("models", "lr", "keep.txt"))
+    assert fs.exists(fs.join(paths.run_dir.model("lr"), "keep.txt"))
     config, paths = config_for(tmp_path, data_dir, **{"train.overwrite": "true"})
     summary = run_train(spark, config, paths)
-    assert not fs.exists(paths.run_file("models", "lr", "keep.txt"))
+    assert not fs.exists(fs.join(paths.run_dir.model("lr"), "keep.txt"))
     # The summary contract.
-    written = fs.read_json(paths.run_file("train_summary.json"))
+    written = fs.read_json(paths.run_dir.train_summary)
     assert written == summary
     entry = written["models"]["lr"]
     assert {"params", "rows", "iterations", "objective_history", "seconds"} <= set(entry)
@@ -340,13 +377,41 @@ def test_missing_classes_warn_by_name_or_stop(spark, tmp_path, caplog):
     with pytest.raises(DatasetError, match="no rows for 2 of 6 classes: 4, 5"):
         run_train(spark, config, paths)
     config, paths = config_for(tmp_path, data_dir, **{"train.lr.max_iter": 2})
-    with caplog.at_level(logging.WARNING, logger="gap_spark.train"):
+    with caplog.at_level(logging.WARNING, logger="gap_spark.stages.train"):
         summary = run_train(spark, config, paths)
     assert any("no rows for 2 of 6 classes: 4, 5" in r.getMessage() for r in caplog.records)
     assert summary["missing_classes"] == [4, 5]
     # The label metadata makes the model's outputs cover all K classes even so.
-    model = PipelineModel.load(fs.to_spark_uri(paths.run_file("models", "lr")))
+    model = PipelineModel.load(fs.to_spark_uri(paths.run_dir.model("lr")))
     assert model.stages[-1].numClasses == 6
+
+
+def test_refuses_an_unregistered_model_before_reading_anything(spark, tmp_path):
+    config, paths = config_for(tmp_path, str(tmp_path / "nowhere"), **{"train.models": "[lr, svm]"})
+    with pytest.raises(ConfigError, match="unknown model 'svm' \\(choose from lr, rf\\)"):
+        run_train(spark, config, paths)
+
+
+def test_both_models_through_the_registry(spark, tmp_path):
+    """The forest goes through the same stage as LR: its own PCA, params, extras and iteration unit."""
+    x, labels = blobs(n=240, dim=6, classes=4, seed=4)
+    config, paths = config_for(tmp_path, write_dataset(tmp_path, x, labels), **{
+        "train.models": "[lr, rf]", "train.rf.num_trees": 3, "train.rf.max_depth": 3, "train.rf.pca_k": 4,
+        "train.rf.cache_node_ids": "true", "train.rf.checkpoint_interval": 1})
+    checkpoint_dir = spark.sparkContext.getCheckpointDir()
+    summary = run_train(spark, config, paths)
+    lr, rf = summary["models"]["lr"], summary["models"]["rf"]
+    assert rf["iterations"] == 3 and rf["objective_history"] == [] and rf["total_nodes"] >= 3
+    assert "total_nodes" not in lr and "warm_start" not in rf
+    assert (lr["params"]["pca_k"], lr["params"]["features_col"]) == (None, "features_scaled")
+    assert (rf["params"]["pca_k"], rf["params"]["features_col"]) == (4, "features_pca")
+    assert rf["params"]["numTrees"] == 3 and rf["params"]["seed"] == config.get("train.rf.seed")
+    assert rf["seconds"]["features"] > 0 and rf["path"] == paths.run_dir.model("rf")
+    model = PipelineModel.load(fs.to_spark_uri(paths.run_dir.model("rf")))
+    assert [type(s).__name__ for s in model.stages] == ["ArrayToVector", "StandardScalerModel", "PCAModel",
+                                                          "RandomForestClassificationModel"]
+    if checkpoint_dir is None:  # the first forest with node-id caching sets the run's checkpoint directory
+        assert fs.local_path(paths.run_dir.checkpoints) in spark.sparkContext.getCheckpointDir()
 
 
 def test_cli_prints_one_line_and_exits_2(spark, tmp_path, capsys):
@@ -372,7 +437,7 @@ def test_grid_search_feeds_the_best_params_into_the_final_fit(spark, tmp_path):
         "train.tune.lr_elastic_net_param": "[0.0, 1.0]", "train.lr.reg_param": 10.0,
         "train.lr.elastic_net_param": 1.0, "train.lr.max_iter": 10})
     summary = run_train(spark, config, paths)
-    table = fs.read_text(paths.run_file("tuning", "lr.csv")).splitlines()
+    table = fs.read_text(paths.run_dir.tuning_table("lr")).splitlines()
     assert table[0] == "regParam,elasticNetParam,validation_accuracy" and len(table) == 5
     rows = [tuple(float(v) for v in line.split(",")) for line in table[1:]]
     assert rows == sorted(rows, key=lambda r: -r[2])  # best first

@@ -121,6 +121,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     optional, inner = _is_optional(hint)
     if optional:
         return None if value is None else _coerce(value, inner, key)
+    if get_origin(hint) in (Union, types.UnionType):  # X | Y: the first member the value fits
+        for member in get_args(hint):
+            try:
+                return _coerce(value, member, key)
+            except ConfigError:
+                continue
+        names = " or ".join(_type_name(m) for m in get_args(hint))
+        raise ConfigError(f"config key '{key}' must be {names}, got {value!r}")
     if value is None:
         raise ConfigError(f"config key '{key}' must be set, got null")
     if dataclasses.is_dataclass(hint):
@@ -274,18 +282,18 @@ class RFSettings:
     num_trees: Count
     max_depth: Annotated[int, Bounds(ge=0, le=30)]
     max_bins: Annotated[int, Bounds(ge=2)]
-    feature_subset_strategy: str
+    feature_subset_strategy: str | int | float  # a name, a count or a fraction in (0, 1]
     subsampling_rate: Annotated[float, Bounds(gt=0, le=1)]
     max_memory_mb: Count
     checkpoint_interval: int | None
     cache_node_ids: bool
     min_instances_per_node: Count
-    pca_k: Count | None
+    pca_k: Annotated[int, Bounds(ge=0)] | None  # null or 0: no PCA
     partitions: Count | None
     seed: int
 
     def __post_init__(self) -> None:
-        strategy = self.feature_subset_strategy.strip().lower()
+        strategy = str(self.feature_subset_strategy).strip().lower()
         if strategy not in FEATURE_SUBSET_STRATEGIES:
             try:  # MLlib also takes a fraction in (0, 1] or a count >= 1
                 ok = float(strategy) > 0
@@ -318,7 +326,7 @@ class TrainSettings:
     overwrite: bool
     partitions: Count | None
     storage_level: StorageLevelName
-    pca_k: Count | None
+    pca_k: Annotated[int, Bounds(ge=0)] | None  # null or 0: no PCA
     pca_max_rows: Count | None
     missing_classes: Literal["warn", "error"]
     progress_seconds: Positive

@@ -130,8 +130,8 @@ def run_baselines(args: argparse.Namespace, raw: str, work: str) -> dict:
     config = load_config(args.config, sets=[s for s in args.sets if not s.startswith("spark.")])
     print("benchmark: baseline A (pandas chunks, StandardScaler + SGDClassifier partial_fit, sklearn LR)", flush=True)
     command = [sys.executable, "-m", "benchmarks.baselines", "prototype", "--raw", raw, "--json", json_a,
-               "--classes", str(config.get("synth.classes")), "--epochs", str(args.epochs),
-               "--lr-memory-gb", str(args.lr_memory_gb), "--reg-param", str(config.get("train.lr.reg_param")),
+               "--classes", str(config.settings.synth.classes), "--epochs", str(args.epochs),
+               "--lr-memory-gb", str(args.lr_memory_gb), "--reg-param", str(config.settings.train.lr.reg_param),
                "--lr-max-iter", str(args.sklearn_iters), "--jobs", str(args.cores)]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(args.cores), "OMP_NUM_THREADS": str(args.cores)}
     result = run_watched(command, args.interval, env=env, cwd=ROOT)

@@ -365,7 +365,7 @@ def test_refuses_existing_model_unless_overwrite(spark, tmp_path):
     assert len(entry["objective_history"]) == entry["iterations"] + 1
     assert entry["objective_history"][-1] < entry["objective_history"][0]
     assert {"features", "fit", "save"} <= set(entry["seconds"])
-    assert entry["params"]["regParam"] == config.get("train.lr.reg_param")
+    assert entry["params"]["regParam"] == config.settings.train.lr.reg_param
     assert written["dim"] == 6 and written["classes"] == 4
     assert written["dataset"]["splits"]["train"]["rows"] == 240
 
@@ -405,7 +405,7 @@ def test_both_models_through_the_registry(spark, tmp_path):
     assert "total_nodes" not in lr and "warm_start" not in rf
     assert (lr["params"]["pca_k"], lr["params"]["features_col"]) == (None, "features_scaled")
     assert (rf["params"]["pca_k"], rf["params"]["features_col"]) == (4, "features_pca")
-    assert rf["params"]["numTrees"] == 3 and rf["params"]["seed"] == config.get("train.rf.seed")
+    assert rf["params"]["numTrees"] == 3 and rf["params"]["seed"] == config.settings.train.rf.seed
     assert rf["seconds"]["features"] > 0 and rf["path"] == paths.run_dir.model("rf")
     model = PipelineModel.load(fs.to_spark_uri(paths.run_dir.model("rf")))
     assert [type(s).__name__ for s in model.stages] == ["ArrayToVector", "StandardScalerModel", "PCAModel",

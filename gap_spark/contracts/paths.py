@@ -29,9 +29,3 @@ class Paths:
     @property
     def run_dir(self) -> RunDir:
         return RunDir(self.run)
-
-    def run_file(self, *parts: str) -> str:
-        """Transitional: stages still being moved spell their paths here; RunDir replaces it."""
-        from gap_spark.core import fs
-
-        return fs.join(self.run, *parts)

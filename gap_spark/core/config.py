@@ -108,9 +108,6 @@ class Config:
             node = node[part]
         return copy.deepcopy(node)
 
-    def __getitem__(self, dotted: str) -> Any:
-        return self.get(dotted)
-
     def section(self, name: str) -> dict:
         value = self.get(name)
         if not isinstance(value, dict):

@@ -113,7 +113,7 @@ def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "S
     if active is not None:
         return active
 
-    spark_cfg = config.section("spark") if config is not None else {}
+    spark_cfg = config.settings.spark if config is not None else None
     if not launched_by_spark_submit():
         check_java()
         directory = conf_dir()
@@ -127,26 +127,25 @@ def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "S
     else:
         defaults = {}
 
-    builder = SparkSession.builder.appName(app_name or spark_cfg.get("app_name") or "gap-spark")
-    master = choose_master(spark_cfg.get("master"), defaults)
+    builder = SparkSession.builder.appName(app_name or (spark_cfg.app_name if spark_cfg else "gap-spark"))
+    master = choose_master(spark_cfg.master if spark_cfg else None, defaults)
     if master is not None:
         builder = builder.master(master)
         if master.startswith("local"):
-            bind = spark_cfg.get("local_bind_address") or "127.0.0.1"
+            bind = spark_cfg.local_bind_address if spark_cfg else "127.0.0.1"
             builder = (builder.config("spark.driver.host", bind)
                        .config("spark.driver.bindAddress", bind))
             os.environ.setdefault("SPARK_LOCAL_IP", bind)
-    for key, value in (spark_cfg.get("conf") or {}).items():
-        builder = builder.config(str(key), str(value))
+    for key, value in (spark_cfg.conf if spark_cfg else {}).items():
+        builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # py4j/JVM start-up failures are environment problems, not bugs
         if "Java gateway process exited" in str(exc) or "JAVA_HOME" in str(exc):
             raise GapSparkError(f"Spark could not start its JVM: {exc}. Check that Java 17+ is installed.") from None
         raise
-    level = spark_cfg.get("log_level")
-    if level:
-        spark.sparkContext.setLogLevel(str(level))
+    if spark_cfg and spark_cfg.log_level:
+        spark.sparkContext.setLogLevel(spark_cfg.log_level)
     return spark
 
 

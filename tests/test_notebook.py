@@ -144,7 +144,7 @@ def test_notebook_runs_top_to_bottom_on_tiny_data(tmp_path, monkeypatch):
 
     # The figures cell shows every figure in figures/_figures.json, as real PNGs, each under its title.
     index = json.loads((run / "figures" / "_figures.json").read_text())
-    figures = code_cell(nb, "_figures.json")
+    figures = code_cell(nb, "figures_index")
     images = [o for o in figures.outputs if o.output_type == "display_data" and "image/png" in o.data]
     assert len(index) >= 5 and len(images) == len(index)
     for shown, figure in zip(images, index):

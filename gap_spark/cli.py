@@ -182,10 +182,10 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
     with guarded(_written_stages(args), config, paths):
         spark = None
         if needs_spark(args.command):
-            from gap_spark.core.session import get_spark
+            from gap_spark.core.session import get_spark, set_log_level
             spark = get_spark(config, app_name=f"gap-spark {args.command}")
             if args.verbose:
-                spark.sparkContext.setLogLevel("INFO")
+                set_log_level(spark, "INFO")
         with interrupts_cancel_jobs(spark):
             if args.command == "ingest":
                 return func(spark, config, paths, train=args.train, val=args.val, v2=args.v2)

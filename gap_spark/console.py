@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
+from gap_spark.core.session import cancel_all_jobs, set_log_level
+
 __all__ = ["headline", "interrupts_cancel_jobs"]
 
 MAX_LINES = 24
@@ -74,8 +76,8 @@ def interrupts_cancel_jobs(spark: Any) -> Iterator[None]:
             logging.getLogger(name).setLevel(logging.CRITICAL)
         if spark is not None:
             try:
-                spark.sparkContext.setLogLevel("OFF")
-                spark.sparkContext.cancelAllJobs()
+                set_log_level(spark, "OFF")
+                cancel_all_jobs(spark)
             except Exception:  # noqa: BLE001 - the gateway may already be gone; the interrupt still stands
                 pass
         raise KeyboardInterrupt

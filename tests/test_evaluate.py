@@ -27,7 +27,7 @@ from gap_spark.ops import class_gap as cg
 from gap_spark.ops import metrics as me
 from gap_spark.ops import predictions as pr
 from gap_spark.ops.generator import World, without_shift
-from gap_spark.stages.evaluate import run_evaluate
+from gap_spark.stages.evaluate import NAMED_PAIR_COLUMNS, NAMED_PER_CLASS_COLUMNS, run_evaluate
 from gap_spark.stages.synth import synth_settings
 from tests.conftest import config_and_paths
 
@@ -462,7 +462,9 @@ def test_run_evaluate_writes_the_contract(spark, tiny_dataset, dataset_models, t
     summary = run_evaluate(spark, config, paths)
 
     metrics = fs.read_json(paths.run_dir.metrics)
-    assert set(metrics) == {"models", "dataset", "bootstrap_replicates", "seconds"}
+    assert set(metrics) == {"models", "dataset", "bootstrap_replicates", "classes", "seconds"}
+    # The generated paths carry ImageNet's first K WordNet ids, so ImageNet's names apply.
+    assert metrics["classes"]["source"] == "imagenet" and metrics["classes"]["superclasses"] == 1  # blocks of 10 (synth.superclass_size)
     assert metrics["bootstrap_replicates"] == 50 and metrics["dataset"]["classes"] == K
     assert set(metrics["models"]) == {"lr", "rf"}
     for name, block in metrics["models"].items():
@@ -486,12 +488,15 @@ def test_run_evaluate_writes_the_contract(spark, tiny_dataset, dataset_models, t
         assert block["v2"]["macro_f1"] == pytest.approx(f1_score(y, yhat, average="macro"), abs=1e-9)
 
         per_class = spark.read.parquet(fs.to_spark_uri(paths.run_dir.per_class_parquet(name)))
-        assert per_class.columns == list(cg.PER_CLASS_ACCURACY_COLUMNS) and per_class.count() == K
+        assert per_class.columns == list(NAMED_PER_CLASS_COLUMNS) and per_class.count() == K
+        assert NAMED_PER_CLASS_COLUMNS[:len(cg.PER_CLASS_ACCURACY_COLUMNS)] == cg.PER_CLASS_ACCURACY_COLUMNS
         rows = read_csv(paths.run_dir.per_class_csv(name))
-        assert list(rows[0]) == list(cg.PER_CLASS_ACCURACY_COLUMNS) and len(rows) == K
+        assert list(rows[0]) == list(NAMED_PER_CLASS_COLUMNS) and len(rows) == K
+        assert (rows[0]["name"], rows[0]["wnid"], rows[0]["superclass"]) == ("tench", "n01440764", "0")
         assert sum(int(r["v2_correct"]) for r in rows) == sum(a == b for a, b in zip(y, yhat))
         pairs = read_csv(paths.run_dir.confused_pairs_csv(name))
-        assert pairs and list(pairs[0]) == list(cg.CONFUSED_PAIR_COLUMNS)
+        assert pairs and list(pairs[0]) == list(NAMED_PAIR_COLUMNS)
+        assert NAMED_PAIR_COLUMNS[:len(cg.CONFUSED_PAIR_COLUMNS)] == cg.CONFUSED_PAIR_COLUMNS
         assert all(r["true_label"] != r["predicted_label"] for r in pairs)
     assert summary["models"] == metrics["models"] and set(summary["timings"]) == {"lr", "rf"}
 

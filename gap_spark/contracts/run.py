@@ -7,7 +7,8 @@
     RUN_DIR/train_summary.json              train
     RUN_DIR/metrics.json                    evaluate
     RUN_DIR/predictions/<model>/<split>/    evaluate (Parquet)
-    RUN_DIR/per_class/<model>/ and .csv     evaluate
+    RUN_DIR/per_class/<model>/ and .csv     evaluate (with class names and wnids when known)
+    RUN_DIR/per_class/_superclasses/<model>.csv  evaluate (accuracy per superclass)
     RUN_DIR/confused_pairs/<model>.csv      evaluate
     RUN_DIR/shift.json                      shift
     RUN_DIR/shift/feature_stats/ and .csv   shift
@@ -17,6 +18,7 @@
     RUN_DIR/report.html, report.md          report
     RUN_DIR/_stages/<stage>.json            the pipeline's completion markers
     RUN_DIR/_checkpoints/                   Spark checkpoints (forest with cache_node_ids)
+    RUN_DIR/mlflow/mlflow.db, artifacts/    the default MLflow store (tracking.mlflow with no tracking.uri)
 """
 from __future__ import annotations
 
@@ -77,6 +79,13 @@ class RunDir:
     def per_class_csv(self, model: str) -> str:
         return self._file("per_class", f"{model}.csv")
 
+    def per_superclass_csv(self, model: str) -> str:
+        return self._file("per_class", "_superclasses", f"{model}.csv")
+
+    @property
+    def confused_pairs_root(self) -> str:
+        return self._file("confused_pairs")
+
     def confused_pairs_csv(self, model: str) -> str:
         return self._file("confused_pairs", f"{model}.csv")
 
@@ -120,6 +129,15 @@ class RunDir:
     @property
     def report_md(self) -> str:
         return self._file("report.md")
+
+    # tracking
+    @property
+    def mlflow_db(self) -> str:
+        return self._file("mlflow", "mlflow.db")
+
+    @property
+    def mlflow_artifacts(self) -> str:
+        return self._file("mlflow", "artifacts")
 
     # pipeline
     def stage_marker(self, stage: str) -> str:

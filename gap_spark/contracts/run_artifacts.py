@@ -26,13 +26,17 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "CONFUSED_COLUMNS", "PER_CLASS_COLUMNS", "PNG_SIGNATURE", "FigureEntry", "RunArtifacts", "choose_model",
+    "CONFUSED_COLUMNS", "PER_CLASS_COLUMNS", "PER_SUPERCLASS_COLUMNS", "PNG_SIGNATURE", "FigureEntry",
+    "RunArtifacts", "choose_model",
     "load_figures", "load_run_artifacts", "parse_figures_index", "read_optional_csv", "read_optional_json",
     "report_inputs", "write_figures_index",
 ]
 
 PER_CLASS_COLUMNS = ("label", "val_n", "val_accuracy", "v2_n", "v2_accuracy", "drop")
 CONFUSED_COLUMNS = ("true_label", "predicted_label", "val_count", "val_rate", "v2_count", "v2_rate", "growth")
+# Both tables may also carry names and WordNet ids (per class: name, wnid; pairs: true_name, true_wnid,
+# predicted_name, predicted_wnid); a run without them shows class indices.
+PER_SUPERCLASS_COLUMNS = ("superclass", "name", "classes", "val_n", "val_accuracy", "v2_n", "v2_accuracy", "drop")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 T = TypeVar("T")
@@ -80,6 +84,7 @@ class RunArtifacts:
     model: str | None = None
     per_class: "pd.DataFrame | None" = None
     confused_pairs: "pd.DataFrame | None" = None
+    per_superclass: "pd.DataFrame | None" = None
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -241,6 +246,10 @@ def load_run_artifacts(run_dir: RunDir, preferred_model: str | None = None,
                 art.problems.append(problem)
             elif table is None:
                 art.problems.append(f"{run_dir.relative(path)} is missing (run `gap-spark evaluate`)")
+        # Runs evaluated before superclasses existed have none: no note.
+        art.per_superclass, problem = read_optional_csv(run_dir.per_superclass_csv(art.model), PER_SUPERCLASS_COLUMNS)
+        if problem:
+            art.problems.append(problem)
     if figures is not None:
         art.figures = parse_figures_index(figures, index_name, art.problems)
     return art
@@ -285,4 +294,6 @@ def report_inputs(run_dir: RunDir, model: str | None) -> list[str]:
     paths = [run_dir.metrics, run_dir.shift, run_dir.train_summary, run_dir.figures_index]
     if model:
         paths += [run_dir.per_class_csv(model), run_dir.confused_pairs_csv(model)]
+        if fs.exists(run_dir.per_superclass_csv(model)):
+            paths.append(run_dir.per_superclass_csv(model))
     return [run_dir.relative(p) for p in paths]

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "ConfidenceShift", "ConfidenceStats", "DatasetSummary", "DomainClassifier", "FeatureImportance", "FeatureRow",
+    "ClassesInfo", "ConfidenceShift", "ConfidenceStats", "DatasetSummary", "DomainClassifier", "FeatureImportance",
+    "FeatureRow",
     "FeatureShift", "GapMetrics", "Interval", "LabelShift", "Metrics", "ModelMetrics", "ModelTraining",
     "ReliabilityBin", "SetMetrics", "Shift", "TrainSummary", "is_number", "parse_metrics", "parse_shift",
     "parse_train_summary",
@@ -165,11 +166,21 @@ class ModelMetrics:
 
 
 @dataclass(frozen=True)
+class ClassesInfo:
+    """How the classes are shown: ``source`` (imagenet, csv or indices), why, and how superclasses form."""
+
+    source: str
+    note: str
+    superclass_note: str
+
+
+@dataclass(frozen=True)
 class Metrics:
     """The evaluate stage's output: per model, in the file's order."""
 
     models: Mapping[str, ModelMetrics]
     dataset: DatasetSummary | None
+    classes: ClassesInfo | None = None
 
 
 _SET_NUMBERS = ("accuracy", "top5_accuracy", "macro_f1", "weighted_f1", "log_loss", "ece", "mean_confidence",
@@ -210,7 +221,10 @@ def parse_metrics(data: Mapping[str, Any], source: str, problems: list[str]) -> 
         models[name] = ModelMetrics(_set_metrics(_obj(m, "val", where, problems)),
                                     _set_metrics(_obj(m, "v2", where, problems)),
                                     _gap_metrics(_obj(m, "gap", where, problems)))
-    return Metrics(models, _dataset(data))
+    block = data.get("classes")
+    classes = (ClassesInfo(str(block.get("source") or ""), str(block.get("note") or ""),
+                           str(block.get("superclass_note") or "")) if isinstance(block, Mapping) else None)
+    return Metrics(models, _dataset(data), classes)
 
 
 # --------------------------------------------------------------------------------------------------

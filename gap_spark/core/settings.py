@@ -25,6 +25,7 @@ from gap_spark.core.errors import ConfigError
 
 __all__ = [
     "Bounds",
+    "ClassesSettings",
     "EvaluateSettings",
     "IngestSettings",
     "LRSettings",
@@ -36,6 +37,7 @@ __all__ = [
     "ShiftSettings",
     "SparkSettings",
     "SynthSettings",
+    "TrackingSettings",
     "TrainSettings",
     "TuneSettings",
     "VisualizeSettings",
@@ -397,6 +399,19 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class ClassesSettings:
+    names: str | None  # a CSV (URI) of label,name[,wnid][,superclass]; null: ImageNet's when the paths agree
+    superclass_size: Count | None  # consecutive labels per superclass; null: synth.superclass_size
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    mlflow: bool
+    uri: str | None  # null: a SQLite store in the run directory
+    experiment: str
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration, checked: ``config.settings.train.lr.max_iter`` and so on."""
 
@@ -410,6 +425,8 @@ class Settings:
     shift: ShiftSettings
     visualize: VisualizeSettings
     report: ReportSettings
+    classes: ClassesSettings
+    tracking: TrackingSettings
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> "Settings":

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from gap_spark.core.settings import FULL_ROWS, SynthSettings
+from gap_spark.ops.class_names import imagenet_wnids
 
 __all__ = [
     "ChunkJob", "World", "allocate", "chunk_csv", "chunk_jobs", "chunk_rng", "csv_header", "generator_spec",
@@ -102,7 +103,7 @@ class World:
         if n_shift:
             signs = rng.choice([-1.0, 1.0], size=n_shift)
             self.v2_offset[self.shifted_features] = signs * spec.covariate_shift * NOISE_SPREAD * unit
-        self.wnids = [f"n{1440764 + 9973 * c:08d}" for c in range(k)]
+        self.wnids = imagenet_wnids(k)  # ImageNet's real ids, the first K in the standard order
         self.train_base_counts = _train_base_counts(k, rng)
 
     def hardness(self, split: str) -> float:

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gap_spark.contracts.run_outputs import ConfidenceShift, Metrics, Shift
+from gap_spark.contracts.run_outputs import ClassesInfo, ConfidenceShift, Metrics, Shift
 from gap_spark.models import model_title
-from gap_spark.present.format import count, fmt, interval, label_text, pct, points
+from gap_spark.present.format import class_label, count, fmt, interval, pct, points
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "PAIR_NAMES", "confidence_sentences", "confusion_sentences", "domain_sentences", "feature_sentences",
-    "headline_sentences", "label_sentences", "model_label", "per_class_sentences",
+    "PAIR_NAMES", "classes_sentence", "confidence_sentences", "confusion_sentences", "domain_sentences",
+    "feature_sentences", "headline_sentences", "label_sentences", "model_label", "per_class_sentences",
+    "superclass_sentences",
 ]
 
 PAIR_NAMES = {"val_v2": ("val", "v2"), "train_val": ("train", "val")}
@@ -127,7 +128,7 @@ def per_class_sentences(per_class: "pd.DataFrame", model: str) -> list[str]:
     worst = data.loc[drops.idxmax()]
     worse = int((drops > 0).sum())
     out = [f"For {model_label(model)}, accuracy falls on v2 in {worse:,} of {len(data):,} classes; the largest drop "
-           f"is class {label_text(worst['label'])}, from {pct(worst['val_accuracy'])} "
+           f"is {class_label(worst['label'], worst.get('name'), worst.get('wnid'))}, from {pct(worst['val_accuracy'])} "
            f"(on {count(worst['val_n'])} val images) "
            f"to {pct(worst['v2_accuracy'])} (on {count(worst['v2_n'])} v2 images)."]
     positive = drops.clip(lower=0).sort_values(ascending=False)
@@ -143,6 +144,46 @@ def confusion_sentences(pairs: "pd.DataFrame") -> list[str]:
     if pairs.empty:
         return []
     top = pairs.sort_values("growth", ascending=False).iloc[0]
-    return [f"The confusion that grows most is class {label_text(top['true_label'])} taken for class "
-            f"{label_text(top['predicted_label'])}: "
+    true = class_label(top["true_label"], top.get("true_name"), top.get("true_wnid"))
+    predicted = class_label(top["predicted_label"], top.get("predicted_name"), top.get("predicted_wnid"))
+    return [f"The confusion that grows most is {true} taken for {predicted}: "
             f"{pct(top['val_rate'])} of that class's val images, {pct(top['v2_rate'])} of its v2 images."]
+
+
+def superclass_sentences(groups: "pd.DataFrame", model: str, grouping: str = "") -> list[str]:
+    """Plain sentences on the accuracy drops per superclass (families of classes moving together).
+
+    Parameters
+    ----------
+    groups : pandas.DataFrame
+        The per-superclass table (``name, classes, val_accuracy, v2_accuracy, drop`` and the interval
+        ``drop_ci95_low, drop_ci95_high`` when present).
+    model : str
+    grouping : str
+        How the superclasses are formed (the metrics' ``classes.superclass_note``), for the sentence.
+    """
+    data = groups.dropna(subset=["drop"])
+    if len(data) < 2:
+        return []
+    worst = data.loc[data["drop"].idxmax()]
+    ci = interval((worst.get("drop_ci95_low"), worst.get("drop_ci95_high")), 100, 1)
+    how = f" ({grouping})" if grouping else ""
+    out = [f"By superclass{how}, {model_label(model)} loses most in {worst['name']}: "
+           f"{pct(worst['val_accuracy'])} on val to {pct(worst['v2_accuracy'])} on v2 across its "
+           f"{count(worst['classes'])} classes, a drop of {points(worst['drop'])} points"
+           + (f" (95% CI {ci})" if ci else "") + "."]
+    if "drop_ci95_low" in data:
+        out.append(f"The drop's 95% interval lies above zero for {int((data['drop_ci95_low'] > 0).sum()):,} of "
+                   f"{len(data):,} superclasses.")
+    return out
+
+
+def classes_sentence(info: ClassesInfo | None) -> str | None:
+    """How the classes are named in the tables and figures, and why (None when the run does not say)."""
+    if info is None or not info.note:
+        return None
+    if info.source == "imagenet":
+        return f"Classes are shown by ImageNet's names and WordNet ids: {info.note.split(': ', 1)[-1]}."
+    if info.source == "csv":
+        return f"Classes are shown by the names of {info.note.removeprefix('class names from ')}."
+    return f"Classes are shown by their index: {info.note.split(': ', 1)[-1]}."

@@ -18,6 +18,7 @@ from gap_spark.present.blocks import (
     TableGrid,
 )
 from gap_spark.present.content import (
+    classes_sentence,
     confidence_sentences,
     confusion_sentences,
     domain_sentences,
@@ -25,6 +26,7 @@ from gap_spark.present.content import (
     headline_sentences,
     label_sentences,
     per_class_sentences,
+    superclass_sentences,
 )
 from gap_spark.present.format import count, fmt, interval, pct, points
 from gap_spark.present.tables import (
@@ -36,6 +38,7 @@ from gap_spark.present.tables import (
     feature_rows,
     label_rows,
     per_class_rows,
+    per_superclass_rows,
 )
 
 __all__ = ["build_document", "dataset_line", "figure_blocks"]
@@ -97,6 +100,9 @@ def _shift(art: RunArtifacts) -> list[Block]:
                      + confidence_sentences(art.shift))
     if art.per_class is not None and art.model:
         findings += per_class_sentences(art.per_class, art.model)
+    if art.per_superclass is not None and art.model:
+        grouping = art.metrics.classes.superclass_note if art.metrics and art.metrics.classes else ""
+        findings += superclass_sentences(art.per_superclass, art.model, grouping)
     if art.confused_pairs is not None:
         findings += confusion_sentences(art.confused_pairs)
     blocks: list[Block] = [Bullets(findings)] if findings else []
@@ -113,6 +119,8 @@ def _tables(art: RunArtifacts, top_rows: int) -> Block:
     tables: list[Table] = []
     if art.per_class is not None and art.model:
         tables.append(per_class_rows(art.per_class, art.model, top_rows))
+    if art.per_superclass is not None and art.model and len(art.per_superclass) > 1:
+        tables.append(per_superclass_rows(art.per_superclass, art.model, top_rows))
     if art.confused_pairs is not None and art.model:
         tables.append(confused_pairs_rows(art.confused_pairs, art.model, top_rows))
     if art.shift is not None:
@@ -154,5 +162,8 @@ def build_document(art: RunArtifacts, figures: Sequence[FigureBlock], problems: 
     blocks.append(Heading("Figures", "figures"))
     blocks += list(figures) or [Paragraph("No figures in this run (run `gap-spark visualize`).")]
     blocks.append(Heading("Tables", "tables"))
+    note = classes_sentence(art.metrics.classes if art.metrics else None)
+    if note:
+        blocks.append(Paragraph(note))
     blocks.append(_tables(art, top_rows))
     return blocks

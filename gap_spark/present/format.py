@@ -1,11 +1,14 @@
 """Numbers to the strings the report shows: ``n/a`` for anything that is not a finite number."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gap_spark.contracts.run_outputs import is_number
 
-__all__ = ["count", "fmt", "interval", "label_text", "pct", "points"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["class_label", "class_labels", "count", "fmt", "interval", "label_text", "pct", "points"]
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -43,3 +46,40 @@ def label_text(x: Any) -> str:
     if is_number(x) and float(x).is_integer():
         return str(int(x))
     return str(x)
+
+
+def _text(x: Any) -> str | None:
+    """A non-empty string, or None (pandas reads an empty CSV field as NaN)."""
+    return x.strip() or None if isinstance(x, str) else None
+
+
+def class_label(label: Any, name: Any = None, wnid: Any = None) -> str:
+    """A class as the report shows it: ``tench (n01440764)``, the name alone, or ``class 3``."""
+    name, wnid = _text(name), _text(wnid)
+    if name and wnid:
+        return f"{name} ({wnid})"
+    return name or f"class {label_text(label)}"
+
+
+def class_labels(table: "pd.DataFrame | None", label: str = "label", prefix: str = "") -> dict[int, str]:
+    """Label -> :func:`class_label` from a table with ``<prefix>name`` and ``<prefix>wnid`` columns.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame, optional
+        A per-class or confused-pair table; without the name columns (an older run) the mapping is empty.
+    label : str
+        The label column.
+    prefix : str
+        ``""`` for a per-class table, ``"true_"`` or ``"predicted_"`` for the pairs.
+
+    Returns
+    -------
+    dict
+        Only the labels that have a name.
+    """
+    if table is None or f"{prefix}name" not in table.columns:
+        return {}
+    wnids = table[f"{prefix}wnid"] if f"{prefix}wnid" in table.columns else [None] * len(table)
+    return {int(lab): class_label(lab, name, wnid) for lab, name, wnid in zip(table[label], table[f"{prefix}name"],
+                                                                             wnids) if _text(name)}

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any
 from gap_spark.contracts.run_outputs import Metrics, Shift, is_number
 from gap_spark.present.blocks import Table
 from gap_spark.present.content import PAIR_NAMES, model_label
-from gap_spark.present.format import count, fmt, interval, label_text, pct, points
+from gap_spark.present.format import class_label, count, fmt, interval, pct, points
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
     "accuracy_rows", "calibration_rows", "confidence_rows", "confused_pairs_rows", "domain_rows", "feature_rows",
-    "label_rows", "per_class_rows", "scalar_rows",
+    "label_rows", "per_class_rows", "per_superclass_rows", "scalar_rows",
 ]
 
 
@@ -86,8 +86,8 @@ def per_class_rows(per_class: "pd.DataFrame", model: str, top_rows: int) -> Tabl
     """The classes with the largest accuracy drop."""
     data = per_class.assign(_drop=per_class["val_accuracy"] - per_class["v2_accuracy"])
     data = data.dropna(subset=["_drop"]).sort_values("_drop", ascending=False).head(top_rows)
-    rows = [[label_text(r["label"]), pct(r["val_accuracy"]), count(r["val_n"]), pct(r["v2_accuracy"]),
-             count(r["v2_n"]), points(r["_drop"])] for _, r in data.iterrows()]
+    rows = [[class_label(r["label"], r.get("name"), r.get("wnid")), pct(r["val_accuracy"]), count(r["val_n"]),
+             pct(r["v2_accuracy"]), count(r["v2_n"]), points(r["_drop"])] for _, r in data.iterrows()]
     return Table(f"Classes with the largest accuracy drop for {model_label(model)} (drop in percentage points).",
                  ["class", "val accuracy", "val images", "v2 accuracy", "v2 images", "drop"], rows,
                  [False, True, True, True, True, True])
@@ -96,13 +96,28 @@ def per_class_rows(per_class: "pd.DataFrame", model: str, top_rows: int) -> Tabl
 def confused_pairs_rows(pairs: "pd.DataFrame", model: str, top_rows: int) -> Table:
     """The confusions that grow most from val to v2."""
     data = pairs.sort_values("growth", ascending=False).head(top_rows)
-    rows = [[label_text(r["true_label"]), label_text(r["predicted_label"]),
+    rows = [[class_label(r["true_label"], r.get("true_name"), r.get("true_wnid")),
+             class_label(r["predicted_label"], r.get("predicted_name"), r.get("predicted_wnid")),
              f"{pct(r['val_rate'])} ({count(r['val_count'])})",
              f"{pct(r['v2_rate'])} ({count(r['v2_count'])})", points(r["growth"])] for _, r in data.iterrows()]
     return Table(f"Confusions of {model_label(model)} that grow most from val to v2 (rate = share of the true "
                  "class's images; growth in percentage points).",
                  ["true class", "predicted as", "val rate (count)", "v2 rate (count)", "growth"], rows,
                  [False, False, True, True, True])
+
+
+def per_superclass_rows(groups: "pd.DataFrame", model: str, top_rows: int) -> Table:
+    """The superclasses with the largest accuracy drop (with the drop's 95% interval when the table has it)."""
+    data = groups.dropna(subset=["drop"]).sort_values("drop", ascending=False).head(top_rows)
+    rows = []
+    for _, r in data.iterrows():
+        ci = interval((r.get("drop_ci95_low"), r.get("drop_ci95_high")), 100, 1)
+        rows.append([str(r["name"]), count(r["classes"]), pct(r["val_accuracy"]), count(r["val_n"]),
+                     pct(r["v2_accuracy"]), count(r["v2_n"]), _with_ci(points(r["drop"]), ci)])
+    return Table(f"Superclasses with the largest accuracy drop for {model_label(model)} (images of the member "
+                 "classes pooled; drop in percentage points with a 95% normal-approximation interval).",
+                 ["superclass", "classes", "val accuracy", "val images", "v2 accuracy", "v2 images", "drop [CI]"],
+                 rows, [False] + [True] * 6)
 
 
 def label_rows(shift: Shift) -> Table | None:

@@ -54,7 +54,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("data",), atomic=True),
     Stage("train", "train the models named in train.models", True, ("ingest",), ("train",), ("run",)),
     Stage("evaluate", "evaluate the models on val and v2, with the gap and its interval", True,
-          ("ingest", "train"), ("evaluate",), ("run",)),
+          ("ingest", "train"), ("evaluate", "classes"), ("run",)),
     Stage("shift", "measure the shift between val and v2 (train vs val as control)", True,
           ("ingest", "evaluate"), ("shift",), ("run",)),
     Stage("visualize", "sample, embed with UMAP and t-SNE, and draw the figures", True,

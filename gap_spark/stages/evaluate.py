@@ -4,7 +4,10 @@
 Per model and set it saves the predictions and computes the metrics (:mod:`gap_spark.ops.metrics`);
 per model the gap with its interval (:mod:`gap_spark.ops.bootstrap`), the per-class table and the
 most confused pairs (:mod:`gap_spark.ops.class_gap`). Outputs (``RunDir``): ``metrics.json``,
-``predictions/<model>/<set>/``, ``per_class/<model>/`` and ``.csv``, ``confused_pairs/<model>.csv``.
+``predictions/<model>/<set>/``, ``per_class/<model>/`` and ``.csv``, ``confused_pairs/<model>.csv``
+and the per-superclass table. The tables carry each class's name and WordNet id when they are known
+(:mod:`gap_spark.ops.class_names`: a ``classes.names`` CSV, or ImageNet's names when the dataset's
+paths carry WordNet ids that agree with ImageNet's standard order).
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from gap_spark.contracts.dataset import manifest_summary, read_manifest, read_split
+from gap_spark.contracts.dataset import SPLITS, manifest_summary, read_manifest, read_split
 from gap_spark.contracts.tables import table_csv
 from gap_spark.core import fs
+from gap_spark.core.errors import ConfigError
 from gap_spark.core.session import job_description
 from gap_spark.models.saved import check_model_matches_dataset, load_models
 from gap_spark.ops.bootstrap import bootstrap_gap, gap_summary
@@ -25,8 +29,18 @@ from gap_spark.ops.class_gap import (
     per_class_accuracy_frame,
     top_confused_pairs,
 )
+from gap_spark.ops.class_names import (
+    SUPERCLASS_COLUMNS,
+    ClassNames,
+    build_class_names,
+    check_imagenet_wnids,
+    parse_names_csv,
+    path_wnids,
+    superclass_rows,
+)
 from gap_spark.ops.metrics import set_metrics
 from gap_spark.ops.predictions import EVAL_SETS, HOLDOUT_SET, holdout_slice, predictions_frame
+from gap_spark.present.format import fmt, interval, pct, points
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -35,11 +49,15 @@ if TYPE_CHECKING:
     from gap_spark.contracts.paths import Paths
     from gap_spark.contracts.run import RunDir
     from gap_spark.core.config import Config
-    from gap_spark.core.settings import EvaluateSettings
+    from gap_spark.core.settings import EvaluateSettings, Settings
 
-__all__ = ["run_evaluate"]
+__all__ = ["NAMED_PAIR_COLUMNS", "NAMED_PER_CLASS_COLUMNS", "resolve_class_names", "run_evaluate"]
 
 log = logging.getLogger(__name__)
+
+# The written tables: the ops' columns, then each class's name and WordNet id (empty when unknown).
+NAMED_PER_CLASS_COLUMNS = (*PER_CLASS_ACCURACY_COLUMNS, "name", "wnid", "superclass")
+NAMED_PAIR_COLUMNS = (*CONFUSED_PAIR_COLUMNS, "true_name", "true_wnid", "predicted_name", "predicted_wnid")
 
 
 def run_evaluate(spark: "SparkSession", config: "Config", paths: "Paths") -> dict[str, Any]:
@@ -62,8 +80,8 @@ def run_evaluate(spark: "SparkSession", config: "Config", paths: "Paths") -> dic
     Raises
     ------
     GapSparkError
-        No models in the run, a model whose D or K differs from the dataset, or a missing or
-        incomplete dataset (``DatasetError``).
+        No models in the run, a model whose D or K differs from the dataset, a missing or
+        incomplete dataset (``DatasetError``), or an unreadable ``classes.names`` CSV (``ConfigError``).
     """
     started = time.time()
     settings = config.settings.evaluate
@@ -72,6 +90,7 @@ def run_evaluate(spark: "SparkSession", config: "Config", paths: "Paths") -> dic
     models = load_models(run_dir)
     for name, model in models.items():
         check_model_matches_dataset(name, model, manifest)
+    classes = resolve_class_names(spark, config.settings, paths.data, manifest)
     sets = {split: read_split(spark, paths.data, split, manifest) for split in EVAL_SETS}
     if settings.holdout_fraction > 0:
         sets[HOLDOUT_SET] = holdout_slice(read_split(spark, paths.data, "train", manifest),
@@ -80,13 +99,14 @@ def run_evaluate(spark: "SparkSession", config: "Config", paths: "Paths") -> dic
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, dict[str, float]] = {}
     for name, model in models.items():
-        results[name], timings[name] = _evaluate_model(spark, model, name, sets, run_dir, settings)
+        results[name], timings[name] = _evaluate_model(spark, model, name, sets, run_dir, settings, classes)
 
     metrics = {
         "models": {name: {key: block[key] for key in (*EVAL_SETS, "gap", HOLDOUT_SET) if key in block}
                    for name, block in results.items()},
         "dataset": manifest_summary(manifest),
         "bootstrap_replicates": settings.bootstrap_replicates,
+        "classes": classes.summary(),
         "seconds": round(time.time() - started, 3),
     }
     metrics = fs.json_safe(metrics)  # NaN -> null in the returned summary too, as in the file
@@ -95,8 +115,39 @@ def run_evaluate(spark: "SparkSession", config: "Config", paths: "Paths") -> dic
     return {**metrics, "timings": timings}
 
 
+def resolve_class_names(spark: "SparkSession", settings: "Settings", data: str, manifest: dict[str, Any]) -> ClassNames:
+    """The dataset's class names: the ``classes.names`` CSV, else ImageNet's when the paths agree."""
+    s = settings.classes
+    k = int(manifest["classes"])
+    size = s.superclass_size or settings.synth.superclass_size
+    if s.names:
+        try:
+            user = parse_names_csv(fs.read_text(s.names), s.names, k)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"classes.names: {exc}") from None
+        log.info("evaluate: class names from %s (%d named)", s.names, len(user.names))
+        return build_class_names(k, None, user, size, s.names)
+    t0 = time.time()
+    splits = [split for split in SPLITS if split in manifest.get("splits", {})] or list(SPLITS)
+    frames = [read_split(spark, data, split, manifest).select("label", "path") for split in splits]
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    with job_description(spark, "gap-spark evaluate: WordNet ids in the paths"):
+        pairs = [(r["label"], r["wnid"], r["rows"]) for r in path_wnids(union).collect()]
+    check = check_imagenet_wnids(pairs, k)
+    if check.agrees:
+        log.info("evaluate: ImageNet's class names (%s; %.1f s)", check.reason, time.time() - t0)
+    elif check.found:
+        log.warning("evaluate: showing class indices, not ImageNet's names: %s", check.reason)
+    else:
+        log.info("evaluate: showing class indices: %s", check.reason)
+    return build_class_names(k, check, None, size)
+
+
 def _evaluate_model(spark: "SparkSession", model: "PipelineModel", name: str, sets: dict[str, "DataFrame"],
-                    run_dir: "RunDir", settings: "EvaluateSettings") -> tuple[dict[str, Any], dict[str, float]]:
+                    run_dir: "RunDir", settings: "EvaluateSettings",
+                    classes: ClassNames) -> tuple[dict[str, Any], dict[str, float]]:
     """One model: every set's metrics, the gap with its interval, and the per-class and pair tables."""
     saved: dict[str, DataFrame] = {}
     block: dict[str, Any] = {}
@@ -112,17 +163,21 @@ def _evaluate_model(spark: "SparkSession", model: "PipelineModel", name: str, se
                                       settings.ece_bins)
         block["gap"] = gap = gap_summary(block["val"], block["v2"], intervals)
         timings["bootstrap"] = round(time.time() - t0, 3)
-        log.info("evaluate: %s gap (val - v2): accuracy %.4f [%.4f, %.4f], %d replicates (%.1f s)", name,
-                 gap["accuracy"], gap["ci95"][0], gap["ci95"][1], settings.bootstrap_replicates,
+        log.info("evaluate: %s gap (val - v2): %s points, 95%% CI %s, %d replicates (%.1f s)", name,
+                 points(gap["accuracy"]), interval(gap["ci95"], 100, 1) or "n/a", settings.bootstrap_replicates,
                  timings["bootstrap"])
 
         t0 = time.time()
         with job_description(spark, f"gap-spark evaluate: per-class table and confused pairs of {name}"):
-            _write_per_class(spark, per_class_accuracy_frame(saved["val"], saved["v2"]), run_dir, name)
+            _write_per_class(spark, per_class_accuracy_frame(saved["val"], saved["v2"]), run_dir, name, classes)
             pair_frame = confused_pair_frame(saved["val"], saved["v2"]).cache()
             pairs = top_confused_pairs(pair_frame, settings.top_confused_pairs)
             pair_frame.unpersist()
-        fs.write_text(run_dir.confused_pairs_csv(name), table_csv(pairs, CONFUSED_PAIR_COLUMNS))
+        for row in pairs:
+            for side in ("true", "predicted"):
+                row[f"{side}_name"] = classes.name(row[f"{side}_label"])
+                row[f"{side}_wnid"] = classes.wnid(row[f"{side}_label"])
+        fs.write_text(run_dir.confused_pairs_csv(name), table_csv(pairs, NAMED_PAIR_COLUMNS))
         timings["tables"] = round(time.time() - t0, 3)
     finally:
         for frame in saved.values():
@@ -141,15 +196,30 @@ def _evaluate_set(spark: "SparkSession", model: "PipelineModel", frame: "DataFra
     with job_description(spark, f"gap-spark evaluate: metrics of {name} on {split}"):
         metrics = set_metrics(saved, settings.ece_bins, settings.confidence_threshold)
     seconds = round(time.time() - t0, 3)
-    log.info("evaluate: %s on %s: %d rows, accuracy %.4f, top-5 %.4f, ECE %.4f (%.1f s)", name, split,
-             metrics["rows"], metrics["accuracy"], metrics["top5_accuracy"], metrics["ece"], seconds)
+    log.info("evaluate: %s on %s: %s rows, accuracy %s, top-5 %s, ECE %s (%.1f s)", name, split,
+             f"{metrics['rows']:,}", pct(metrics["accuracy"]), pct(metrics["top5_accuracy"]), fmt(metrics["ece"]),
+             seconds)
     return saved, metrics, seconds
 
 
-def _write_per_class(spark: "SparkSession", table: "DataFrame", run_dir: "RunDir", name: str) -> None:
-    """Collect the K-row table once, then write it as Parquet (through Spark) and CSV."""
-    collected = table.collect()
-    rows = [row.asDict() for row in collected]
-    frame = spark.createDataFrame([tuple(row) for row in collected], schema=table.schema)
+def _write_per_class(spark: "SparkSession", table: "DataFrame", run_dir: "RunDir", name: str,
+                     classes: ClassNames) -> None:
+    """Collect the K-row table once, add the names, then write it as Parquet (through Spark) and CSV, and
+    the per-superclass table beside it."""
+    from pyspark.sql import types as T
+
+    rows = [row.asDict() for row in table.collect()]
+    for row in rows:
+        label = row["label"]
+        row.update(name=classes.name(label), wnid=classes.wnid(label), superclass=classes.superclass.get(label))
+    schema = T.StructType([*table.schema.fields, T.StructField("name", T.StringType()),
+                           T.StructField("wnid", T.StringType()), T.StructField("superclass", T.IntegerType())])
+    frame = spark.createDataFrame([tuple(row[c] for c in NAMED_PER_CLASS_COLUMNS) for row in rows], schema=schema)
     frame.coalesce(1).write.mode("overwrite").parquet(fs.to_spark_uri(run_dir.per_class_parquet(name)))
-    fs.write_text(run_dir.per_class_csv(name), table_csv(rows, PER_CLASS_ACCURACY_COLUMNS))
+    fs.write_text(run_dir.per_class_csv(name), table_csv(rows, NAMED_PER_CLASS_COLUMNS))
+    groups = superclass_rows(rows, classes)
+    fs.write_text(run_dir.per_superclass_csv(name), table_csv(groups, SUPERCLASS_COLUMNS))
+    worst = max((g for g in groups if g["drop"] is not None), key=lambda g: g["drop"], default=None)
+    if worst is not None:
+        log.info("evaluate: %s: largest superclass drop %s points (95%% CI %s) in %s", name, points(worst["drop"]),
+                 interval((worst["drop_ci95_low"], worst["drop_ci95_high"]), 100, 1) or "n/a", worst["name"])

@@ -34,6 +34,7 @@ from gap_spark.core.errors import DatasetError
 from gap_spark.ops.embedding import Embedding, Sample, choose_focus_classes, collect_sample, embed, sample_sets
 from gap_spark.ops.frames import label_counts
 from gap_spark.present import plots_embedding, plots_results
+from gap_spark.present.format import class_labels
 from gap_spark.present.plots_base import Drawn
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from gap_spark.core.config import Config
     from gap_spark.core.settings import VisualizeSettings
 
-__all__ = ["FIGURE_FILES", "FIGURE_KINDS", "run_visualize"]
+__all__ = ["FIGURE_FILES", "FIGURE_KINDS", "figure_class_names", "run_visualize"]
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,15 @@ def _draw_sample(dataset: dict[str, "DataFrame"], paths: "Paths", s: "VisualizeS
     return sample, focus, focus_source
 
 
+def figure_class_names(art: RunArtifacts) -> dict[int, str]:
+    """Label -> ``name (wnid)`` from the run's per-class and confused-pair tables (empty without names)."""
+    return {**class_labels(art.confused_pairs, "true_label", "true_"),
+            **class_labels(art.confused_pairs, "predicted_label", "predicted_"), **class_labels(art.per_class)}
+
+
 def _embedding_figures(sample: Sample, focus: list[int], focus_source: str, s: "VisualizeSettings",
-                       run_dir: RunDir, seconds: dict[str, float]) -> tuple[list[tuple[str, Drawn]],
-                                                                            dict[str, str], dict[str, Any]]:
+                       run_dir: RunDir, seconds: dict[str, float],
+                       names: dict[int, str]) -> tuple[list[tuple[str, Drawn]], dict[str, str], dict[str, Any]]:
     """Embed the whole sample and draw the three embedding figures; the set views use the balanced part."""
     drawn: list[tuple[str, Drawn]] = []
     skipped: dict[str, str] = {}
@@ -107,7 +114,8 @@ def _embedding_figures(sample: Sample, focus: list[int], focus_source: str, s: "
     drawn.append(("by_set", plots_embedding.embedding_by_set_figure(base_coords, base_sets)))
     if focus and sample.in_focus.any():
         drawn.append(("by_class", plots_embedding.embedding_by_class_figure(
-            emb.coords, sample.sets, sample.labels, sample.in_focus, focus, class_source=focus_source)))
+            emb.coords, sample.sets, sample.labels, sample.in_focus, focus, class_names=names,
+            class_source=focus_source)))
     else:
         skipped["by_class"] = "no class is present in both val and v2"
     drawn.append(("density", plots_embedding.density_difference_figure(base_coords, base_sets,
@@ -119,6 +127,7 @@ def _embedding_figures(sample: Sample, focus: list[int], focus_source: str, s: "
 def _result_figures(art: RunArtifacts) -> tuple[list[tuple[str, Drawn]], dict[str, str]]:
     """The figures drawn from the run's other outputs, each only when its input exists."""
     run_dir = art.run_dir
+    names = figure_class_names(art)
     drawn: list[tuple[str, Drawn]] = []
     skipped: dict[str, str] = {}
     main = art.shift.features.get("val_v2") if art.shift else None
@@ -129,7 +138,7 @@ def _result_figures(art: RunArtifacts) -> tuple[list[tuple[str, Drawn]], dict[st
     else:
         skipped["features"] = f"{run_dir.relative(run_dir.shift)} is missing or has no features.val_v2.top"
     if art.per_class is not None and not art.per_class.empty and art.model:
-        drawn.append(("per_class", plots_results.per_class_figure(art.per_class, art.model)))
+        drawn.append(("per_class", plots_results.per_class_figure(art.per_class, art.model, class_names=names)))
     else:
         skipped["per_class"] = f"no {run_dir.relative(run_dir.per_class_csv('<model>'))} in the run"
     models = {name: m for name, m in (art.metrics.models.items() if art.metrics else ())
@@ -139,7 +148,8 @@ def _result_figures(art: RunArtifacts) -> tuple[list[tuple[str, Drawn]], dict[st
     else:
         skipped["reliability"] = f"{run_dir.relative(run_dir.metrics)} is missing or has no reliability bins"
     if art.confused_pairs is not None and not art.confused_pairs.empty and art.model:
-        drawn.append(("pairs", plots_results.confused_pairs_figure(art.confused_pairs, art.model)))
+        drawn.append(("pairs", plots_results.confused_pairs_figure(art.confused_pairs, art.model,
+                                                                           class_names=names)))
     else:
         skipped["pairs"] = f"no {run_dir.relative(run_dir.confused_pairs_csv('<model>'))} in the run"
     return drawn, skipped
@@ -198,7 +208,7 @@ def run_visualize(spark: Any, config: "Config", paths: "Paths") -> dict:
     log.info("visualize: sampled %d points (%s in the balanced sample, %d in the per-class views) in %.1fs",
              len(sample), {x: int(np.sum(sample.sets[sample.in_base] == x)) for x in SETS},
              int(sample.in_focus.sum()), seconds["sample"])
-    drawn, skipped, pca = _embedding_figures(sample, focus, focus_source, s, run_dir, seconds)
+    drawn, skipped, pca = _embedding_figures(sample, focus, focus_source, s, run_dir, seconds, figure_class_names(art))
     t0 = time.perf_counter()
     more, more_skipped = _result_figures(art)
     seconds["other_figures"] = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from gap_spark.contracts.paths import Paths
 from gap_spark.core.config import Config, load_config
 from gap_spark.core.errors import GapSparkError, describe_input_failure
 from gap_spark.stages import PIPELINE_STAGES, STAGES, guarded
+from gap_spark.tracking import TRACKED_STAGES, require_mlflow, stage_tracking
 
 log = logging.getLogger("gap_spark")
 
@@ -38,10 +39,13 @@ def _verbosity(p: argparse.ArgumentParser) -> None:
     group.add_argument("--verbose", action="store_true", help="log debug messages, and Spark's INFO lines")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, mlflow: bool = False) -> None:
     p.add_argument("--config", help="YAML config file (local path or URI) over the embedded defaults")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set train.lr.max_iter=50 (repeatable)")
+    if mlflow:
+        p.add_argument("--mlflow", action="store_true", default=None,
+                       help="log the run to MLflow (tracking.mlflow; needs pip install 'gap-spark[mlflow]')")
     _verbosity(p)
 
 
@@ -72,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bad-fraction", type=float, help="fail when more rows than this are bad")
 
     p = sub.add_parser("train", help=STAGES["train"].help)
-    _common(p)
+    _common(p, mlflow=True)
     p.add_argument("--data", help="dataset directory")
     p.add_argument("--run", help="run directory")
     p.add_argument("--models", help="comma-separated: lr,rf")
@@ -81,16 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in ("evaluate", "shift", "visualize"):
         p = sub.add_parser(name, help=STAGES[name].help)
-        _common(p)
+        _common(p, mlflow=True)
         p.add_argument("--data", help="dataset directory")
         p.add_argument("--run", help="run directory")
 
     p = sub.add_parser("report", help=STAGES["report"].help)
-    _common(p)
+    _common(p, mlflow=True)
     p.add_argument("--run", help="run directory")
 
     p = sub.add_parser("pipeline", help="run the stages in order, skipping completed ones")
-    _common(p)
+    _common(p, mlflow=True)
     p.add_argument("--raw")
     p.add_argument("--data")
     p.add_argument("--run")
@@ -126,6 +130,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Paths]:
         overrides["paths"]["run"] = args.run
     elif cmd == "pipeline":
         overrides["paths"].update(raw=args.raw, data=args.data, run=args.run)
+    if getattr(args, "mlflow", None):
+        overrides["tracking"] = {"mlflow": True}
     config = load_config(getattr(args, "config", None), sets=getattr(args, "sets", []), overrides=overrides)
     paths = Paths.from_config(config)
     if cmd == "pipeline" and args.run_id:
@@ -179,6 +185,8 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
         return {"zip": build_zip(args.out)}
     config, paths = config_from_args(args)
     func = stage_function(args.command)
+    if config.settings.tracking.mlflow and (args.command == "pipeline" or args.command in TRACKED_STAGES):
+        require_mlflow()  # before the locks and Spark: one line saying how to install it
     with guarded(_written_stages(args), config, paths):
         spark = None
         if needs_spark(args.command):
@@ -191,7 +199,8 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
                 return func(spark, config, paths, train=args.train, val=args.val, v2=args.v2)
             if args.command == "pipeline":
                 return func(spark, config, paths, force=args.force, synth=not args.no_synth)
-            return func(spark, config, paths)
+            with stage_tracking(config, paths, args.command):
+                return func(spark, config, paths)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ from gap_spark.contracts import dataset
 from gap_spark.core import fs
 from gap_spark.core.errors import GapSparkError
 from gap_spark.stages import PIPELINE_STAGES, STAGES, guarded
+from gap_spark.tracking import StageHook, pipeline_tracking
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -102,8 +103,9 @@ def run_pipeline(spark: "SparkSession", config: "Config", paths: "Paths", force:
     if synth:
         # Generated data has synth.classes classes; ingest checks labels against the same K.
         config = config.with_overrides({"ingest": {"classes": config.settings.synth.classes}})
-    with guarded(wanted, config, paths):
-        summary = _run_stages(spark, config, paths, wanted, force)
+    # With tracking.mlflow, one MLflow run for the pipeline and a nested one logged after each stage.
+    with guarded(wanted, config, paths), pipeline_tracking(config, paths) as track:
+        summary = _run_stages(spark, config, paths, wanted, force, track)
     report = paths.run_dir.report_html
     if fs.exists(report):
         summary["report"] = report
@@ -112,7 +114,7 @@ def run_pipeline(spark: "SparkSession", config: "Config", paths: "Paths", force:
 
 
 def _run_stages(spark: "SparkSession", config: "Config", paths: "Paths", wanted: list[str],
-                force: bool) -> dict[str, Any]:
+                force: bool, track: StageHook | None = None) -> dict[str, Any]:
     functions = {name: STAGES[name].function() for name in wanted}
     fingerprints: dict[str, str] = {}
     summary: dict[str, Any] = {"run": paths.run, "stages": {}}
@@ -124,6 +126,8 @@ def _run_stages(spark: "SparkSession", config: "Config", paths: "Paths", wanted:
         if not force and marker and marker.get("pipeline_fingerprint") == fingerprint:
             log.info("pipeline: %s is complete for these inputs, skipping", stage)
             summary["stages"][stage] = {"status": "skipped"}
+            if track:
+                track(stage, summary["stages"][stage])
             continue
         log.info("pipeline: running %s", stage)
         stage_config = config
@@ -140,6 +144,8 @@ def _run_stages(spark: "SparkSession", config: "Config", paths: "Paths", wanted:
         seconds = round(time.time() - t0, 3)
         _write_marker(stage, paths, fingerprint, seconds, result)
         summary["stages"][stage] = {"status": "done", "seconds": seconds}
+        if track:
+            track(stage, summary["stages"][stage])
     summary["seconds"] = round(time.time() - started, 3)
     return summary
 

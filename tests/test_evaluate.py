@@ -463,8 +463,9 @@ def test_run_evaluate_writes_the_contract(spark, tiny_dataset, dataset_models, t
 
     metrics = fs.read_json(paths.run_dir.metrics)
     assert set(metrics) == {"models", "dataset", "bootstrap_replicates", "classes", "seconds"}
-    # The generated paths carry ImageNet's first K WordNet ids, so ImageNet's names apply.
-    assert metrics["classes"]["source"] == "imagenet" and metrics["classes"]["superclasses"] == 1  # blocks of 10 (synth.superclass_size)
+    # The generated paths carry ImageNet's first K WordNet ids, so ImageNet's names apply; the superclasses
+    # are blocks of synth.superclass_size = 10 labels (the default here), so K = 8 makes one.
+    assert metrics["classes"]["source"] == "imagenet" and metrics["classes"]["superclasses"] == 1
     assert metrics["bootstrap_replicates"] == 50 and metrics["dataset"]["classes"] == K
     assert set(metrics["models"]) == {"lr", "rf"}
     for name, block in metrics["models"].items():

@@ -184,6 +184,7 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
         from gap_spark.package import build_zip
         return {"zip": build_zip(args.out)}
     config, paths = config_from_args(args)
+    log.debug("gap-spark %s: raw %s, data %s, run %s", args.command, paths.raw, paths.data, paths.run)
     func = stage_function(args.command)
     if config.settings.tracking.mlflow and (args.command == "pipeline" or args.command in TRACKED_STAGES):
         require_mlflow()  # before the locks and Spark: one line saying how to install it

@@ -191,10 +191,28 @@ def imagenet_run_sets(root) -> dict:
 def imagenet_run(spark, tmp_path_factory):
     """The pipeline on generated data with K = 1000 (3 train rows a class, D = 8; all stages but shift): its
     paths carry ImageNet's WordNet ids, so the outputs show ImageNet's names. With the mlflow extra it is
-    tracked in a SQLite store under the run's root. Returns ``(config, paths, summary)``."""
+    tracked in a SQLite store under the run's root. Returns ``(config, paths, summary, log lines)``."""
+    import logging
+
     from gap_spark.pipeline import run_pipeline
+
+    class Lines(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
 
     root = tmp_path_factory.mktemp("imagenet1k")
     config, paths = config_and_paths(root, **imagenet_run_sets(root))
-    summary = run_pipeline(spark, config, paths, stages=IMAGENET_STAGES)
-    return config, paths, summary
+    logger, handler = logging.getLogger("gap_spark"), Lines()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        summary = run_pipeline(spark, config, paths, stages=IMAGENET_STAGES)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return config, paths, summary, handler.lines

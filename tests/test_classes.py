@@ -193,7 +193,7 @@ def _expected(label: int) -> str:
 
 @pytest.mark.slow
 def test_k1000_run_shows_imagenet_names_in_tables_and_report(imagenet_run):
-    _, paths, _ = imagenet_run
+    _, paths, _, _ = imagenet_run
     rd = paths.run_dir
     metrics = fs.read_json(rd.metrics)
     assert metrics["classes"]["source"] == "imagenet" and metrics["classes"]["superclasses"] == 100
@@ -222,7 +222,7 @@ def test_k1000_run_shows_imagenet_names_in_tables_and_report(imagenet_run):
 def test_k1000_report_renders_names_in_headless_chromium(imagenet_run, tmp_path):
     """The page as Chromium renders it (its DOM after layout, and a screenshot) holds a known class name
     with its WordNet id."""
-    _, paths, _ = imagenet_run
+    _, paths, _, _ = imagenet_run
     html = paths.run_dir.report_html
     art = load_run_artifacts(paths.run_dir, "lr")
     frame = art.per_class.dropna(subset=["val_accuracy", "v2_accuracy"])

@@ -68,7 +68,7 @@ def test_a_single_stage_is_one_run_with_its_outputs(tmp_path):
 def test_pipeline_run_with_a_nested_run_per_stage_reads_back(imagenet_run, spark, tmp_path):
     from pyspark.ml import PipelineModel
 
-    config, _, _ = imagenet_run
+    config, _, _, _ = imagenet_run
     assert config.settings.tracking.mlflow
     mlflow.set_tracking_uri(config.settings.tracking.uri)
     runs = mlflow.search_runs(experiment_names=["gap-spark-tests"])

@@ -105,6 +105,14 @@ def choose_master(config_master: str | None, defaults: dict[str, str]) -> str | 
     return defaults.get("spark.master", "local[*]")
 
 
+def console_progress() -> bool:
+    """Whether to show Spark's console progress bar: only when stderr (where it draws) is a terminal."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
 def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "SparkSession":
     """The active SparkSession, or a new one built from spark-defaults.conf and the pipeline config."""
     from pyspark.sql import SparkSession
@@ -136,6 +144,9 @@ def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "S
             builder = (builder.config("spark.driver.host", bind)
                        .config("spark.driver.bindAddress", bind))
             os.environ.setdefault("SPARK_LOCAL_IP", bind)
+    # Spark's progress bar redraws one line with carriage returns: readable on a terminal, noise in a log
+    # file or a CI log, where the stages' own progress lines say the same. spark.conf may still set it.
+    builder = builder.config("spark.ui.showConsoleProgress", str(console_progress()).lower())
     for key, value in (spark_cfg.conf if spark_cfg else {}).items():
         builder = builder.config(key, value)
     try:

@@ -33,6 +33,7 @@ from gap_spark.contracts.dataset import manifest_summary, read_dataset
 from gap_spark.contracts.tables import table_csv
 from gap_spark.core import fs
 from gap_spark.core.errors import DatasetError
+from gap_spark.present.format import fmt, interval
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -153,8 +154,8 @@ def _domain_classifiers(sets: dict[str, "DataFrame"], pairs: list[Pair],
         domain[pair] = domain_auc(sample, settings.domain_folds, settings.seed + 100 * i,
                                   settings.domain_pca_k, settings.domain_reg_param, settings.domain_max_iter,
                                   settings.top_features)
-        log.info("shift: domain classifier %s: AUC %.3f %s, PCA %.3f %s", pair, domain[pair]["auc"],
-                 domain[pair]["ci95"], domain[pair]["auc_pca"], domain[pair]["ci95_pca"])
+        log.info("shift: domain classifier %s: AUC %s %s, on PCA features %s %s", pair, fmt(domain[pair]["auc"]),
+                 interval(domain[pair]["ci95"]), fmt(domain[pair]["auc_pca"]), interval(domain[pair]["ci95_pca"]))
     return domain
 
 

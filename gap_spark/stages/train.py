@@ -42,6 +42,7 @@ from gap_spark.ops.train_split import (
     label_stats,
     storage_level,
 )
+from gap_spark.present.format import pct
 
 if TYPE_CHECKING:
     from pyspark import StorageLevel
@@ -216,8 +217,8 @@ def _train_model(spec: "ModelSpec", k: int | None, data: TrainingData, ctx: FitC
             best, tuning = _tune(spec, params, transformed, features_col, ctx.settings, run_dir)
         phase["tune"] = _seconds(t0)
         params.update(best)
-        log.info("train: %s grid search: best %s (validation accuracy %.4f) in %.1f s; table %s", spec.name,
-                 best, tuning["best_validation_accuracy"], phase["tune"], tuning["table"])
+        log.info("train: %s grid search: best %s (validation accuracy %s) in %.1f s; table %s", spec.name,
+                 best, pct(tuning["best_validation_accuracy"]), phase["tune"], tuning["table"])
 
     t0 = time.time()
     with job_description(ctx.spark, f"gap-spark train: fit {spec.name} on all {ctx.rows} rows"):

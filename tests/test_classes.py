@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from gap_spark.contracts.run_artifacts import load_run_artifacts
+from gap_spark.contracts.run_outputs import ClassesInfo
 from gap_spark.core import fs
 from gap_spark.core.errors import ConfigError
 from gap_spark.ops import class_names as cn
@@ -127,7 +128,9 @@ def test_report_sentences_and_tables_use_the_names():
     pairs = pd.DataFrame({"true_label": [0], "predicted_label": [1], "val_count": [2], "val_rate": [0.04],
                           "v2_count": [3], "v2_rate": [0.3], "growth": [0.26], "true_name": ["tench"],
                           "true_wnid": ["n01440764"], "predicted_name": ["goldfish"], "predicted_wnid": ["n01443537"]})
-    assert f"the largest drop is {TENCH}" in per_class_sentences(per_class, "lr")[0]
+    # A row of mixed columns holds numpy integers: counts still print (not "n/a").
+    assert f"the largest drop is {TENCH}, from 90.0% (on 50 val images) to 50.0% (on 10 v2 images)" in \
+        per_class_sentences(per_class, "lr")[0]
     assert f"{TENCH} taken for goldfish (n01443537)" in confusion_sentences(pairs)[0]
     assert per_class_rows(per_class, "lr", 5).rows[0][0] == TENCH
     assert confused_pairs_rows(pairs, "lr", 5).rows[0][:2] == [TENCH, "goldfish (n01443537)"]
@@ -137,6 +140,7 @@ def test_report_sentences_and_tables_use_the_names():
                            "drop_ci95_high": [0.4, 0.1]})
     text = " ".join(superclass_sentences(groups, "lr", "blocks of 10"))
     assert "By superclass (blocks of 10)" in text and "loses most in tench … ostrich" in text
+    assert "60.0% on v2 across its 10 classes" in text
     assert "(95% CI [20.0, 40.0])" in text and "above zero for 1 of 2 superclasses" in text
     assert per_superclass_rows(groups, "lr", 5).rows[0][-1] == "30.0 [20.0, 40.0]"
 
@@ -251,3 +255,8 @@ def test_visualize_labels_figures_with_the_tables_names(tmp_path):
     art = load_run_artifacts(RunDir(str(run)), "lr")
     assert visualize.figure_class_names(art) == {0: TENCH, 2: "great white shark (n01484850)"}
     assert classes_sentence(None) is None
+    info = ClassesInfo("imagenet", "ImageNet's class names: the ids agree", "blocks of 10 consecutive labels",
+                       "the generator's super-classes")
+    assert classes_sentence(info) == ("Classes are shown by ImageNet's names and WordNet ids: the ids agree. "
+                                      "Superclasses are blocks of 10 consecutive labels: the generator's "
+                                      "super-classes.")

@@ -18,6 +18,7 @@ The layouts are those the evaluate, shift and train stages write:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +40,9 @@ Scalar = int | float | str
 # --------------------------------------------------------------------------------------------------
 
 def is_number(x: Any) -> bool:
-    """True for a finite int or float (not a bool)."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(float(x))
+    """True for a finite real number (not a bool): int, float, and numpy's scalars, which a table row of
+    mixed columns (names beside counts) holds as ``numpy.int64``."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(float(x))
 
 
 def _num(x: Any) -> float | None:
@@ -167,11 +169,13 @@ class ModelMetrics:
 
 @dataclass(frozen=True)
 class ClassesInfo:
-    """How the classes are shown: ``source`` (imagenet, csv or indices), why, and how superclasses form."""
+    """How the classes are shown: ``source`` (imagenet, csv or indices), why, and how superclasses form
+    (``superclass_note`` in a few words, ``superclass_detail`` what that grouping means)."""
 
     source: str
     note: str
     superclass_note: str
+    superclass_detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,8 +226,9 @@ def parse_metrics(data: Mapping[str, Any], source: str, problems: list[str]) -> 
                                     _set_metrics(_obj(m, "v2", where, problems)),
                                     _gap_metrics(_obj(m, "gap", where, problems)))
     block = data.get("classes")
-    classes = (ClassesInfo(str(block.get("source") or ""), str(block.get("note") or ""),
-                           str(block.get("superclass_note") or "")) if isinstance(block, Mapping) else None)
+    classes = (ClassesInfo(*(str(block.get(k) or "") for k in ("source", "note", "superclass_note",
+                                                                  "superclass_detail")))
+               if isinstance(block, Mapping) else None)
     return Metrics(models, _dataset(data), classes)
 
 

@@ -213,6 +213,7 @@ class ClassNames:
     superclass: Mapping[int, int]
     superclass_names: Mapping[int, str]
     superclass_note: str
+    superclass_detail: str = ""
 
     def name(self, label: int) -> str | None:
         return self.names.get(int(label))
@@ -223,7 +224,7 @@ class ClassNames:
     def summary(self) -> dict[str, Any]:
         """What ``metrics.json`` records under ``classes``."""
         return {"source": self.source, "note": self.note, "superclasses": len(set(self.superclass.values())),
-                "superclass_note": self.superclass_note}
+                "superclass_note": self.superclass_note, "superclass_detail": self.superclass_detail}
 
 
 def _block_names(classes: int, superclass: Mapping[int, int], names: Mapping[int, str]) -> dict[int, str]:
@@ -282,13 +283,15 @@ def build_class_names(classes: int, check: WnidCheck | None, user: UserNames | N
         if len(set(superclass.values())) > len(order):
             group_names[len(order)] = "(no superclass)"
         group_note = f"the superclass column of {user_source or 'the classes.names CSV'}"
+        group_detail = ""
     else:
         superclass = block_superclasses(classes, superclass_size)
         group_names = _block_names(classes, superclass, names)
-        group_note = (f"blocks of {superclass_size} consecutive labels: the generator's super-classes for "
-                      "generated data; for ImageNet, runs of its standard (WordNet-id) order, which keeps a "
-                      "family such as the dog breeds together but is close to alphabetical among objects")
-    return ClassNames(classes, source, note, names, wnids, superclass, group_names, group_note)
+        group_note = f"blocks of {superclass_size} consecutive labels"
+        group_detail = ("the generator's super-classes for generated data; for ImageNet, runs of its standard "
+                        "(WordNet-id) order, which keeps a family such as the dog breeds together but is close to "
+                        "alphabetical among objects (a superclass column in classes.names gives another grouping)")
+    return ClassNames(classes, source, note, names, wnids, superclass, group_names, group_note, group_detail)
 
 
 def _wald_interval(correct_a: int, n_a: int, correct_b: int, n_b: int) -> tuple[float | None, float | None]:

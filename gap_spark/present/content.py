@@ -183,7 +183,12 @@ def classes_sentence(info: ClassesInfo | None) -> str | None:
     if info is None or not info.note:
         return None
     if info.source == "imagenet":
-        return f"Classes are shown by ImageNet's names and WordNet ids: {info.note.split(': ', 1)[-1]}."
-    if info.source == "csv":
-        return f"Classes are shown by the names of {info.note.removeprefix('class names from ')}."
-    return f"Classes are shown by their index: {info.note.split(': ', 1)[-1]}."
+        text = f"Classes are shown by ImageNet's names and WordNet ids: {info.note.split(': ', 1)[-1]}."
+    elif info.source == "csv":
+        text = f"Classes are shown by the names of {info.note.removeprefix('class names from ')}."
+    else:
+        text = f"Classes are shown by their index: {info.note.split(': ', 1)[-1]}."
+    if info.superclass_note:
+        text += f" Superclasses are {info.superclass_note}" + (f": {info.superclass_detail}" if
+                                                                info.superclass_detail else "") + "."
+    return text

@@ -156,8 +156,8 @@ def test_generated_data_ingests_and_reconciles(spark, tiny_dataset, tiny_config_
     assert manifest["dim"] == 16 and manifest["classes"] == 8
     for split, rows in (("train", 1600), ("val", 800), ("v2", 800)):
         entry = manifest["splits"][split]
-        assert entry["rows_read"] == rows == entry["rows_written"] + entry["rows_quarantined"]
+        assert entry["rows_read"] == rows == entry["rows_written"] + entry["rows_selected"] + entry["rows_quarantined"]
         assert entry["rows_quarantined"] == 0
         frame = read_split(spark, tiny_dataset, split)
-        assert frame.count() == rows
+        assert frame.count() == rows - entry["rows_selected"]
         assert frame.selectExpr("min(size(features))", "max(size(features))").first() == (16, 16)

@@ -16,31 +16,36 @@ from typing import TYPE_CHECKING, Any
 
 from gap_spark.contracts.dataset import (
     MANIFEST,
-    SPLITS,
+    RAW_SPLITS,
+    SELECT_SOURCE,
     SplitResult,
     commit_dataset,
     dataset_manifest,
     new_staging_path,
+    record_parts,
     remove_stale_staging,
     resolve_sources,
 )
 from gap_spark.core import fs
 from gap_spark.core.errors import IngestError
+from gap_spark.core.locks import directory_lock
 from gap_spark.ops.csv_lines import validate_header
-from gap_spark.stages.ingest_split import ingest_split
+from gap_spark.stages.ingest_select import finish_select, select_plan
+from gap_spark.stages.ingest_split import ingest_split, sample_check
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from gap_spark.contracts.paths import Paths
     from gap_spark.core.config import Config
+    from gap_spark.core.settings import IngestSettings
 
 __all__ = ["run_ingest"]
 
 log = logging.getLogger(__name__)
 
 # What the stage's summary keeps of each split's manifest entry.
-SUMMARY_KEYS = ("rows_read", "rows_written", "rows_quarantined", "mb_per_s")
+SUMMARY_KEYS = ("rows_read", "rows_written", "rows_selected", "rows_quarantined", "mb_per_s")
 
 
 def read_headers(sources: dict[str, str]) -> tuple[dict[str, str], int]:
@@ -57,22 +62,40 @@ def read_headers(sources: dict[str, str]) -> tuple[dict[str, str], int]:
 
 def run_ingest(spark: "SparkSession", config: "Config", paths: "Paths", train: str | None = None,
                val: str | None = None, v2: str | None = None) -> dict[str, Any]:
-    """Stage entry point: CSVs -> ``paths.data`` (Parquet by split, quarantine, manifest)."""
-    settings = config.settings.ingest
+    """Stage entry point: CSVs -> ``paths.data`` (Parquet by split, quarantine, manifest).
+
+    Holds the dataset's lock (``<DATA_DIR>.lock``) throughout, also when called as a library function
+    outside the CLI (the lock is re-entrant, so inside the CLI or the pipeline this costs nothing).
+    """
     data_dir = paths.data.rstrip("/")
+    with directory_lock(data_dir, config.settings.locks.stale_after_s):
+        return _ingest(spark, config.settings.ingest, data_dir, resolve_sources(paths.raw, train, val, v2))
+
+
+def _ingest(spark: "SparkSession", settings: "IngestSettings", data_dir: str,
+            sources: dict[str, str]) -> dict[str, Any]:
     started = time.time()
-    sources = resolve_sources(paths.raw, train, val, v2)
     headers, dim = read_headers(sources)
+    line_bytes = {split: sample_check(sources[split], headers[split], dim, settings.classes,
+                                      settings.max_bad_fraction) for split in RAW_SPLITS}
 
     remove_stale_staging(data_dir)
     staging = new_staging_path(data_dir)
     fs.makedirs(staging)
     results: dict[str, SplitResult] = {}
     try:
-        for split in SPLITS:
-            log.info("ingest %s: %s (%.1f MB)", split, sources[split], fs.size(sources[split]) / 1e6)
-            results[split] = ingest_split(spark, split, sources[split], headers[split], dim, settings.classes,
-                                          staging, settings)
+        for split in RAW_SPLITS:
+            source = sources[split]
+            log.info("ingest %s: %s (%.1f MB)", split, source, fs.size(source) / 1e6)
+            plan = (select_plan(staging, fs.size(source), line_bytes[split], settings.classes,
+                                settings.select_fraction, settings.select_seed)
+                    if split == SELECT_SOURCE and settings.select_fraction > 0 else None)
+            results[split] = ingest_split(spark, split, source, headers[split], dim, settings.classes,
+                                          staging, settings, plan)
+            if plan is not None:
+                results["select"] = finish_select(staging, results[split], plan, settings.select_fraction,
+                                                  settings.compression)
+        record_parts(staging, results)
     except BaseException:
         fs.delete(staging)
         raise

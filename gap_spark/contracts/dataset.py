@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -234,6 +236,52 @@ def dataset_manifest(dim: int, classes: int, sources: dict[str, str], splits: di
     }
 
 
+# The names ingest writes directly under DATA_DIR (and in its staging directory).
+_DATASET_NAMES = re.compile(r"^(split=[A-Za-z0-9_]+|_quarantine|_select_candidates|_manifest\.json)$")
+
+
+def _normal(path: str) -> str:
+    return os.path.realpath(fs.local_path(path)) if fs.is_local(path) else str(path).rstrip("/")
+
+
+def _holds(directory: str, path: str) -> bool:
+    """Whether ``path`` is ``directory`` or lies under it."""
+    d, p = _normal(directory), _normal(path)
+    return p == d or p.startswith(d.rstrip("/") + "/")
+
+
+def check_replaceable(data_dir: str, inputs: Sequence[str]) -> None:
+    """Refuse an output that ingest must not replace, before any work.
+
+    Ingest replaces ``data_dir`` as a whole, so it may be only a gap-spark dataset (its entries are the
+    ones ingest writes: ``split=*``, ``_quarantine``, ``_manifest.json``; a crash between the swap and
+    the manifest leaves such a directory without a manifest), its own staging, or an empty directory.
+    A file, a directory holding anything else, and a directory holding an input (the raw folder, or
+    a parent of a source CSV) are refused with one line.
+
+    Parameters
+    ----------
+    data_dir : str
+        The output (``--out``).
+    inputs : sequence of str
+        The source CSVs and the raw folder.
+    """
+    for source in inputs:
+        if source and _holds(data_dir, source):
+            raise IngestError(f"the output {data_dir} holds the input {source}: ingest replaces its output as a "
+                              "whole and would delete it; choose another --out")
+    if not fs.exists(data_dir):
+        return
+    if not fs.is_dir(data_dir):
+        raise IngestError(f"the output {data_dir} is a file, not a gap-spark dataset: ingest replaces only a "
+                          "dataset it wrote or an empty directory; choose another --out")
+    foreign = [name for name in fs.list_dir(data_dir) if not _DATASET_NAMES.match(name)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise IngestError(f"the output {data_dir} is not a gap-spark dataset (it holds {shown}): ingest replaces "
+                          "only a dataset it wrote or an empty directory; choose another --out")
+
+
 def _parent_and_name(data_dir: str) -> tuple[str, str]:
     data_dir = data_dir.rstrip("/")
     if "/" not in data_dir:
@@ -248,12 +296,17 @@ def new_staging_path(data_dir: str) -> str:
 
 
 def remove_stale_staging(data_dir: str) -> None:
-    """Delete the staging directories that interrupted ingests left beside ``data_dir``."""
+    """Delete the staging directories that interrupted ingests of this dataset left beside it.
+
+    Only ``<name>.staging-<8 hex digits>``, and only by a caller holding the dataset's lock (ingest
+    does), so a live run's staging is never touched.
+    """
     parent, name = _parent_and_name(data_dir)
     if not fs.exists(parent):
         return
+    ours = re.compile(rf"^{re.escape(name)}\.staging-[0-9a-f]{{8}}$")
     for entry in fs.list_dir(parent):
-        if entry.startswith(f"{name}.staging-"):
+        if ours.match(entry):
             log.info("ingest: removing staging left by an interrupted run: %s", entry)
             fs.delete(fs.join(parent, entry))
 

@@ -12,11 +12,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gap_spark.contracts.dataset import SplitResult, quarantine_path, split_path
 from gap_spark.contracts.dataset_parts import split_parts
@@ -27,6 +30,7 @@ from gap_spark.ops.csv_lines import LineParser, count_by_kind
 from gap_spark.ops.row_keys import extract_keys
 from gap_spark.stages.ingest_duplicates import add_counts, drop_duplicates, duplicate_rows
 from gap_spark.stages.ingest_parts import PartSink, remove_temporary_files
+from gap_spark.stages.ingest_preflight import FileCheck
 from gap_spark.stages.ingest_select import SelectPlan
 
 if TYPE_CHECKING:
@@ -34,14 +38,12 @@ if TYPE_CHECKING:
 
     from gap_spark.core.settings import IngestSettings
 
-__all__ = ["PART_SCHEMA", "ingest_split", "read_lines", "sample_check", "write_parsed_parts"]
+__all__ = ["PART_SCHEMA", "SplitJob", "bad_fraction_message", "ingest_split", "read_lines", "write_parsed_parts"]
 
 log = logging.getLogger(__name__)
 
 # Per partition, at most this many bad rows are kept with their reason; the rest are only counted.
 MAX_BAD_KEPT_PER_PARTITION = 20_000
-# Ingest gives up early when a sample of the first lines is mostly bad.
-SAMPLE_LINES = 200
 PART_SCHEMA = "partition int, rows long, file string"
 
 
@@ -70,6 +72,7 @@ def _parse_batches(batches: Iterable[pa.RecordBatch], parser: LineParser, batch_
             part = batch.slice(start, batch_rows)
             result = parser.parse(part.column("pos"), part.column("value"))
             report["lines"] += result.lines
+            report["last_pos"] = max(report["last_pos"], pc.max(part.column("pos")).as_py())
             room = max(MAX_BAD_KEPT_PER_PARTITION - len(kept), 0)
             kept.extend((b.pos, b.kind, b.reason) for b in result.bad[:room])
             report["bad_not_kept"] += max(0, len(result.bad) - room)
@@ -99,7 +102,7 @@ def write_parsed_parts(lines_df: "DataFrame", dim: int, classes: int, header: st
         partition, attempt = _task_ids()
         sink = PartSink(out_uri, partition, attempt, compression, classes,
                         *((select.candidates, select.threshold, select.seed) if select else ()))
-        report: dict[str, Any] = {"lines": 0, "bad": [], "bad_not_kept": 0}
+        report: dict[str, Any] = {"lines": 0, "bad": [], "bad_not_kept": 0, "last_pos": -1}
         for batch in _parse_batches(batches, parser, batch_rows, report):
             sink.add(batch)
         written = sink.close()
@@ -123,51 +126,59 @@ def read_lines(spark: "SparkSession", uri: str, min_partitions: int) -> "DataFra
     return lines.select(F.monotonically_increasing_id().alias("pos"), "value")
 
 
-def sample_check(source: str, header: str, dim: int, classes: int, max_bad_fraction: float) -> float:
-    """Fail in seconds, not hours, when the first lines are mostly bad; returns their mean length in bytes."""
-    lines = []
-    for i, line in enumerate(fs.open_text_lines(source)):
-        if i == 0:
-            continue
-        lines.append(line)
-        if len(lines) >= SAMPLE_LINES:
-            break
-    if not lines:
-        return 1.0
-    parser = LineParser(dim, classes, header)
-    result = parser.parse(pa.array(range(len(lines)), pa.int64()), pa.array(lines, pa.string()))
-    fraction = len(result.bad) / len(lines)
-    if fraction > max(0.5, max_bad_fraction):
-        kinds = sorted({b.reason for b in result.bad})[:3]
-        raise IngestError(f"{source}: {len(result.bad)} of the first {len(lines)} rows are bad "
-                          f"({'; '.join(kinds)}): the file is probably not in the expected format")
-    return sum(len(line.encode()) + 1 for line in lines) / len(lines)
+@dataclass(frozen=True)
+class SplitJob:
+    """One CSV to ingest: its split, source, preflight findings, D, and where its output goes."""
+
+    split: str
+    source: str
+    check: FileCheck
+    dim: int
+    staging: str
+    data_dir: str
+    select: SelectPlan | None = None
 
 
-def _check_fraction(source: str, quarantined: int, rows_read: int, max_bad: float, by_kind: dict[str, int]) -> None:
-    if rows_read and quarantined / rows_read > max_bad:
-        top = ", ".join(f"{k}: {v}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])[:4])
-        raise IngestError(
-            f"{source}: {quarantined} of {rows_read} rows are bad ({quarantined / rows_read:.2%}, above "
-            f"max_bad_fraction {max_bad}; {top}): the file is probably not in the expected format")
+def _round_up(x: float, digits: int = 2) -> float:
+    """``x`` rounded up to ``digits`` significant digits."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(x)))
+    return math.ceil(x * scale - 1e-9) / scale
 
 
-def ingest_split(spark: "SparkSession", split: str, source: str, header: str, dim: int, classes: int,
-                 staging: str, settings: "IngestSettings", select: SelectPlan | None = None) -> SplitResult:
-    """Parse, validate and write one split into ``staging``; bad rows go to ``staging/_quarantine``.
+def bad_fraction_message(job: SplitJob, bad: int, rows_read: int, limit: float, by_kind: dict[str, int],
+                         example: str | None) -> str:
+    """What was exceeded (count, fraction, limit) and how to proceed, in one line."""
+    fraction = bad / rows_read
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])[:4])
+    seen = f"; for example {example}" if example else ""
+    return (f"{job.split} CSV {job.source}: {bad:,} of {rows_read:,} rows are bad ({fraction:.2%}), more than the "
+            f"limit of {limit:.2%} (--max-bad-fraction, ingest.max_bad_fraction {limit:g}): {kinds}{seen}. To "
+            f"ingest the good rows, run again with --max-bad-fraction {_round_up(fraction):g} or more; the bad "
+            f"rows then go to {quarantine_path(job.data_dir, job.split)} with their raw lines and reasons")
 
-    With ``select``, the rows that may join the selection split are in ``select.candidates`` afterwards
-    (and counted in ``rows_written``); :func:`~gap_spark.stages.ingest_select.carve_select` finishes it.
+
+def _check_fraction(job: SplitJob, quarantined: int, rows_read: int, limit: float, by_kind: dict[str, int],
+                    bad_rows: list[tuple[int, str, str]]) -> None:
+    if rows_read and quarantined / rows_read > limit:
+        example = bad_rows[0][2] if bad_rows else None
+        raise IngestError(bad_fraction_message(job, quarantined, rows_read, limit, by_kind, example))
+
+
+def ingest_split(spark: "SparkSession", job: SplitJob, settings: "IngestSettings") -> SplitResult:
+    """Parse, validate and write one split into ``job.staging``; bad rows go to its ``_quarantine``.
+
+    With ``job.select``, the rows that may join the selection split are in its candidates afterwards
+    (and counted in ``rows_written``); :func:`~gap_spark.stages.ingest_select.finish_select` finishes it.
     """
     started = time.time()
-    source_bytes = fs.size(source)
+    source_bytes = fs.size(job.source)
     # Parquet holds ~4 bytes a feature against ~11 in the CSV: aim each file at target_file_mb.
     # The setting stays for the whole split, so every scan of the file numbers its lines the same way.
     text_bytes_per_file = int(settings.target_file_mb) * (1 << 20) * 11 // 4
     previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(text_bytes_per_file, 1 << 20)))
     try:
-        result = _ingest_split(spark, split, source, header, dim, classes, staging, settings, select)
+        result = _ingest_split(spark, job, settings)
     finally:
         if previous is None:
             spark.conf.unset("spark.sql.files.maxPartitionBytes")
@@ -175,32 +186,32 @@ def ingest_split(spark: "SparkSession", split: str, source: str, header: str, di
             spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
     seconds = time.time() - started
     log.info("ingest %s: %d rows read, %d written, %d quarantined in %.1f s (%.1f MB/s of CSV)",
-             split, result["rows_read"], result["rows_written"], result["quarantined"], seconds,
+             job.split, result["rows_read"], result["rows_written"], result["quarantined"], seconds,
              source_bytes / 1e6 / max(seconds, 1e-9))
-    return SplitResult(split, source, source_bytes, result["rows_read"], result["rows_written"],
+    return SplitResult(job.split, job.source, source_bytes, result["rows_read"], result["rows_written"],
                        result["quarantined"], result["by_kind"], seconds, class_counts=result["class_counts"],
                        next_index=result["next_index"])
 
 
-def _ingest_split(spark: "SparkSession", split: str, source: str, header: str, dim: int, classes: int,
-                  staging: str, settings: "IngestSettings", select: SelectPlan | None) -> dict[str, Any]:
+def _ingest_split(spark: "SparkSession", job: SplitJob, settings: "IngestSettings") -> dict[str, Any]:
     """The split's counts: rows read, written and quarantined, quarantined by kind, rows per class."""
-    lines = read_lines(spark, source, spark.sparkContext.defaultParallelism)
-    out = split_path(staging, split)
-    dirs = [out, select.candidates] if select else [out]
-    with job_description(spark, f"ingest {split}: parse, validate and write"):
-        report = _write_good_rows(spark, lines, out, dim, classes, header, settings, select)
+    lines = read_lines(spark, job.source, spark.sparkContext.defaultParallelism)
+    out = split_path(job.staging, job.split)
+    dirs = [out, job.select.candidates] if job.select else [out]
+    with job_description(spark, f"ingest {job.split}: parse, validate and write"):
+        report = _write_good_rows(spark, lines, out, job, settings)
     bad_rows, bad_not_kept = report["bad"], report["bad_not_kept"]
     by_kind = count_by_kind(bad_rows, bad_not_kept)
-    _check_fraction(source, len(bad_rows) + bad_not_kept, report["lines"], settings.max_bad_fraction, by_kind)
+    limit = settings.max_bad_fraction
+    _check_fraction(job, len(bad_rows) + bad_not_kept, report["lines"], limit, by_kind, bad_rows)
     quarantine_parts: list[DataFrame] = []
-    with job_description(spark, f"ingest {split}: duplicate check"):
+    with job_description(spark, f"ingest {job.split}: duplicate check"):
         duplicates = duplicate_rows(spark, dirs)
         n_duplicates = duplicates.count() if duplicates is not None else 0
         quarantined = len(bad_rows) + bad_not_kept + n_duplicates
-        _check_fraction(source, quarantined, report["lines"], settings.max_bad_fraction, by_kind)
+        _check_fraction(job, quarantined, report["lines"], limit, {**by_kind, "duplicates": n_duplicates}, bad_rows)
         if duplicates is not None and n_duplicates:
-            log.warning("ingest %s: %d rows share a row_id or path; all copies go to quarantine", split,
+            log.warning("ingest %s: %d rows share a row_id or path; all copies go to quarantine", job.split,
                         n_duplicates)
             dup_rows = duplicates.collect()
             removed = drop_duplicates(dup_rows, dirs, by_kind, settings.compression)
@@ -209,32 +220,40 @@ def _ingest_split(spark: "SparkSession", split: str, source: str, header: str, d
     if bad_rows:
         quarantine_parts.append(_bad_lines(spark, lines, bad_rows))
     if quarantine_parts:
-        with job_description(spark, f"ingest {split}: quarantine"):
-            _write_quarantine(quarantine_parts, source, quarantine_path(staging, split))
+        with job_description(spark, f"ingest {job.split}: quarantine"):
+            _write_quarantine(quarantine_parts, job.source, quarantine_path(job.staging, job.split))
     rows_written = sum(p["rows"] for d in dirs for p in split_parts(d))
     if report["lines"] != rows_written + quarantined:
-        raise RuntimeError(f"ingest {split}: {report['lines']} rows read but {rows_written} written and "
+        raise RuntimeError(f"ingest {job.split}: {report['lines']} rows read but {rows_written} written and "
                            f"{quarantined} quarantined; this is a bug")
     return {"rows_read": report["lines"], "rows_written": rows_written, "quarantined": quarantined,
             "by_kind": by_kind, "class_counts": report["class_counts"], "next_index": report["next_index"]}
 
 
-def _write_good_rows(spark: "SparkSession", lines: "DataFrame", out: str, dim: int, classes: int, header: str,
-                     settings: "IngestSettings", select: SelectPlan | None) -> dict[str, Any]:
+def _mark_truncated(bad_rows: list[tuple[int, str, str]], last_pos: int) -> list[tuple[int, str, str]]:
+    """The file ends without a newline: a bad last row was cut short; say so in its reason."""
+    return [(pos, "truncated", f"the last row is cut short (the file ends without a newline): {reason}")
+            if pos == last_pos else (pos, kind, reason) for pos, kind, reason in bad_rows]
+
+
+def _write_good_rows(spark: "SparkSession", lines: "DataFrame", out: str, job: SplitJob,
+                     settings: "IngestSettings") -> dict[str, Any]:
     """Parse and write the good rows into ``out`` (and the candidates); returns the partitions' reports
     summed: ``lines``, ``bad`` (kept with reasons), ``bad_not_kept``, ``class_counts``, ``next_index``."""
     reports = spark.sparkContext.accumulator({}, _accumulator_param())
-    parts = write_parsed_parts(lines, dim, classes, header, settings.batch_rows, reports,
-                               out, settings.compression, select).collect()
+    parts = write_parsed_parts(lines, job.dim, settings.classes, job.check.header, settings.batch_rows, reports,
+                               out, settings.compression, job.select).collect()
     fs.makedirs(out)  # no good rows at all: an empty split still reads as an empty frame
-    for directory in [out, select.candidates] if select else [out]:
+    for directory in [out, job.select.candidates] if job.select else [out]:
         remove_temporary_files(directory)
     report = reports.value
     class_counts: dict[int, int] = {}
     for r in report.values():
         class_counts = add_counts(class_counts, r["class_counts"])
-    return {"lines": sum(r["lines"] for r in report.values()),
-            "bad": [b for r in report.values() for b in r["bad"]],
+    bad = [b for r in report.values() for b in r["bad"]]
+    if job.check.ends_with_newline is False:
+        bad = _mark_truncated(bad, max(r["last_pos"] for r in report.values()))
+    return {"lines": sum(r["lines"] for r in report.values()), "bad": bad,
             "bad_not_kept": sum(r["bad_not_kept"] for r in report.values()),
             "class_counts": class_counts, "next_index": max((p["partition"] for p in parts), default=-1) + 1}
 

@@ -95,7 +95,7 @@ def test_too_many_bad_rows_fails_and_leaves_no_dataset(spark, tmp_path):
     lines = [f"{i},p{i}.jpg,1,0.1,0.2,0.3" for i in range(30)] + ["99,q.jpg,1,0.1,zz,0.3"] * 2
     write_raw(tmp_path / "raw", {"train": lines, "val": CLEAN["val"], "v2": CLEAN["v2"]})
     config, paths = config_for(tmp_path, **{"ingest.max_bad_fraction": 0.01})
-    with pytest.raises(IngestError, match="probably not in the expected format"):
+    with pytest.raises(IngestError, match=r"2 of 32 rows are bad \(6.25%\), more than the limit of 1.00%"):
         run_ingest(spark, config, paths)
     assert not fs.exists(paths.data)
     assert not [p for p in (tmp_path).iterdir() if ".staging-" in p.name]
@@ -156,8 +156,8 @@ def test_generated_data_ingests_and_reconciles(spark, tiny_dataset, tiny_config_
     assert manifest["dim"] == 16 and manifest["classes"] == 8
     for split, rows in (("train", 1600), ("val", 800), ("v2", 800)):
         entry = manifest["splits"][split]
-        assert entry["rows_read"] == rows == entry["rows_written"] + entry["rows_quarantined"]
+        assert entry["rows_read"] == rows == entry["rows_written"] + entry["rows_selected"] + entry["rows_quarantined"]
         assert entry["rows_quarantined"] == 0
         frame = read_split(spark, tiny_dataset, split)
-        assert frame.count() == rows
+        assert frame.count() == rows - entry["rows_selected"]
         assert frame.selectExpr("min(size(features))", "max(size(features))").first() == (16, 16)

@@ -256,6 +256,8 @@ class IngestSettings:
     target_file_mb: Positive
     batch_rows: Count
     compression: ParquetCodec
+    select_fraction: Annotated[float, Bounds(ge=0, lt=0.5)]
+    select_seed: Annotated[int, Bounds(ge=0, lt=2 ** 31)]
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,13 @@ import pyarrow.csv as pacsv
 from gap_spark.core.errors import IngestError
 
 __all__ = [
-    "LABEL", "PATH", "BadRow", "LineParser", "ParseResult", "classify_line", "count_by_kind",
-    "output_arrow_schema", "validate_header",
+    "BOM", "LABEL", "PATH", "QUOTED_LINE_BREAK", "BadRow", "LineParser", "ParseResult", "classify_line",
+    "count_by_kind", "output_arrow_schema", "validate_header",
 ]
 
 INDEX, PATH, LABEL = "", "path", "label"
+BOM = "\ufeff"
+QUOTED_LINE_BREAK = "line break inside a quoted field"
 # Parsed columns: _pos, _idx, path, label, then the features.
 FIRST_FEATURE = 4
 
@@ -304,13 +306,19 @@ class LineParser:
         """
         bad: list[BadRow] = []
         lines = lines.cast(pa.string())
-        is_header = (pc.fill_null(pc.equal(lines, self.header), False) if self.header is not None
-                     else pa.repeat(pa.scalar(False), len(lines)))
+        headers = [self.header, BOM + self.header] if self.header is not None else []
+        is_header = pc.fill_null(pc.is_in(lines, pa.array(headers, pa.string())), False)
         stripped = pc.utf8_trim_whitespace(lines)
         is_blank = pc.and_(pc.equal(stripped, ""), pc.invert(is_header))
         for p in pc.filter(pos, is_blank).to_pylist():
             bad.append(BadRow(p, "blank", "blank line"))
-        data_mask = pc.invert(pc.or_(is_header, is_blank))
+        # A valid record has an even number of quotes; an odd one is a fragment of a record whose
+        # quoted field holds a line break (both fragments are refused, so the counts stay per line).
+        odd = pc.equal(pc.bit_wise_and(pc.count_substring(lines, '"'), 1), 1)
+        broken = pc.fill_null(pc.and_(odd, pc.invert(pc.or_(is_header, is_blank))), False)
+        for p in pc.filter(pos, broken).to_pylist():
+            bad.append(BadRow(p, "quoted_line_break", QUOTED_LINE_BREAK))
+        data_mask = pc.invert(pc.or_(pc.or_(is_header, is_blank), broken))
         n_lines = len(lines) - pc.sum(pc.cast(is_header, pa.int64())).as_py()
         pos, lines = pc.filter(pos, data_mask), pc.filter(lines, data_mask)
         batches = []

@@ -5,6 +5,7 @@ all quarantined, since there is no telling which copy is right.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -16,30 +17,32 @@ __all__ = ["extract_keys", "find_duplicates"]
 _FIRST_TWO_FIELDS = r'^([^,]*),("(?:[^"]|"")*"|[^,]*)'
 
 
-def find_duplicates(good: "DataFrame") -> "DataFrame":
+def find_duplicates(good: "DataFrame", carry: Sequence[str] = ()) -> "DataFrame":
     """Rows whose ``row_id`` or ``path`` occurs more than once.
 
     Parameters
     ----------
     good : DataFrame
         With ``row_id`` and ``path`` columns.
+    carry : sequence of str
+        More columns of ``good`` to keep with each copy (for example the file holding it).
 
     Returns
     -------
     DataFrame
-        ``row_id, path, kind``: every copy, with kind ``duplicate_row_id`` (the row_id repeats) or else
-        ``duplicate_path``.
+        ``row_id, path, kind, *carry``: every copy, with kind ``duplicate_row_id`` (the row_id repeats)
+        or else ``duplicate_path``.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     by_id = F.count(F.lit(1)).over(Window.partitionBy("row_id"))
     by_path = F.count(F.lit(1)).over(Window.partitionBy("path"))
-    keys = good.select("row_id", "path").withColumn("n_id", by_id).withColumn("n_path", by_path)
+    keys = good.select("row_id", "path", *carry).withColumn("n_id", by_id).withColumn("n_path", by_path)
     return (keys.where((F.col("n_id") > 1) | (F.col("n_path") > 1))
             .select("row_id", "path",
                     F.when(F.col("n_id") > 1, F.lit("duplicate_row_id")).otherwise(F.lit("duplicate_path"))
-                    .alias("kind")))
+                    .alias("kind"), *carry))
 
 
 def extract_keys(lines: "DataFrame") -> "DataFrame":

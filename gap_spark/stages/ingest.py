@@ -1,9 +1,13 @@
 """Stage ``ingest``: validate the three EVA-02 CSVs and write the partitioned Parquet dataset.
 
+0. Under the dataset's lock, before any heavy work: the output may be replaced (a gap-spark dataset or
+   an empty directory, holding no input), and each file passes :mod:`gap_spark.stages.ingest_preflight`.
 1. The driver reads each file's header line itself and checks it: an empty index name, ``path``,
    ``label``, then ``0``..``D-1`` with the same D in every file. Spark never infers types over 1027 columns.
 2. Each split is parsed, validated and written into a staging directory beside the dataset, its bad rows
    into ``_quarantine/`` (:mod:`gap_spark.stages.ingest_split`, parsing by :mod:`gap_spark.ops.csv_lines`).
+   The train CSV's tasks also set aside candidates for ``split=select``, carved out by the driver
+   (:mod:`gap_spark.stages.ingest_select`).
 3. The staging directory replaces the dataset and the manifest is written last
    (:func:`gap_spark.contracts.dataset.commit_dataset`), so a crash at any point leaves no manifest and
    readers refuse.
@@ -16,63 +20,73 @@ from typing import TYPE_CHECKING, Any
 
 from gap_spark.contracts.dataset import (
     MANIFEST,
-    SPLITS,
+    RAW_SPLITS,
+    SELECT_SOURCE,
     SplitResult,
+    check_replaceable,
     commit_dataset,
     dataset_manifest,
     new_staging_path,
+    record_parts,
     remove_stale_staging,
     resolve_sources,
 )
 from gap_spark.core import fs
-from gap_spark.core.errors import IngestError
-from gap_spark.ops.csv_lines import validate_header
-from gap_spark.stages.ingest_split import ingest_split
+from gap_spark.core.locks import directory_lock
+from gap_spark.stages.ingest_preflight import preflight
+from gap_spark.stages.ingest_select import finish_select, select_plan
+from gap_spark.stages.ingest_split import SplitJob, ingest_split
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from gap_spark.contracts.paths import Paths
     from gap_spark.core.config import Config
+    from gap_spark.core.settings import IngestSettings
 
 __all__ = ["run_ingest"]
 
 log = logging.getLogger(__name__)
 
 # What the stage's summary keeps of each split's manifest entry.
-SUMMARY_KEYS = ("rows_read", "rows_written", "rows_quarantined", "mb_per_s")
-
-
-def read_headers(sources: dict[str, str]) -> tuple[dict[str, str], int]:
-    """Each file's header line, checked, and the feature dimension D they all share."""
-    headers, dims = {}, {}
-    for split, source in sources.items():
-        headers[split] = fs.read_first_line(source)
-        dims[split] = validate_header(headers[split], source)
-    if len(set(dims.values())) != 1:
-        raise IngestError("the files disagree on the feature dimension D: "
-                          + ", ".join(f"{s} has {d}" for s, d in dims.items()))
-    return headers, dims["train"]
+SUMMARY_KEYS = ("rows_read", "rows_written", "rows_selected", "rows_quarantined", "mb_per_s")
 
 
 def run_ingest(spark: "SparkSession", config: "Config", paths: "Paths", train: str | None = None,
                val: str | None = None, v2: str | None = None) -> dict[str, Any]:
-    """Stage entry point: CSVs -> ``paths.data`` (Parquet by split, quarantine, manifest)."""
-    settings = config.settings.ingest
+    """Stage entry point: CSVs -> ``paths.data`` (Parquet by split, quarantine, manifest).
+
+    Holds the dataset's lock (``<DATA_DIR>.lock``) throughout, also when called as a library function
+    outside the CLI (the lock is re-entrant, so inside the CLI or the pipeline this costs nothing).
+    """
     data_dir = paths.data.rstrip("/")
+    with directory_lock(data_dir, config.settings.locks.stale_after_s):
+        return _ingest(spark, config.settings.ingest, data_dir, resolve_sources(paths.raw, train, val, v2))
+
+
+def _ingest(spark: "SparkSession", settings: "IngestSettings", data_dir: str,
+            sources: dict[str, str]) -> dict[str, Any]:
     started = time.time()
-    sources = resolve_sources(paths.raw, train, val, v2)
-    headers, dim = read_headers(sources)
+    check_replaceable(data_dir, list(sources.values()))
+    checks, dim = preflight(sources, settings.classes, settings.max_bad_fraction)
 
     remove_stale_staging(data_dir)
     staging = new_staging_path(data_dir)
     fs.makedirs(staging)
     results: dict[str, SplitResult] = {}
     try:
-        for split in SPLITS:
-            log.info("ingest %s: %s (%.1f MB)", split, sources[split], fs.size(sources[split]) / 1e6)
-            results[split] = ingest_split(spark, split, sources[split], headers[split], dim, settings.classes,
-                                          staging, settings)
+        for split in RAW_SPLITS:
+            source = sources[split]
+            log.info("ingest %s: %s (%.1f MB)", split, source, fs.size(source) / 1e6)
+            plan = (select_plan(staging, fs.size(source), checks[split].line_bytes, settings.classes,
+                                settings.select_fraction, settings.select_seed)
+                    if split == SELECT_SOURCE and settings.select_fraction > 0 else None)
+            job = SplitJob(split, source, checks[split], dim, staging, data_dir, plan)
+            results[split] = ingest_split(spark, job, settings)
+            if plan is not None:
+                results["select"] = finish_select(staging, results[split], plan, settings.select_fraction,
+                                                  settings.compression)
+        record_parts(staging, results)
     except BaseException:
         fs.delete(staging)
         raise

@@ -12,33 +12,38 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
-import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gap_spark.contracts.dataset import SplitResult, quarantine_path, split_path
+from gap_spark.contracts.dataset_parts import split_parts
 from gap_spark.core import fs
 from gap_spark.core.errors import IngestError
 from gap_spark.core.session import job_description
-from gap_spark.ops.csv_lines import LineParser, count_by_kind, output_arrow_schema
-from gap_spark.ops.row_keys import extract_keys, find_duplicates
+from gap_spark.ops.csv_lines import LineParser, count_by_kind
+from gap_spark.ops.row_keys import extract_keys
+from gap_spark.stages.ingest_duplicates import add_counts, drop_duplicates, duplicate_rows
+from gap_spark.stages.ingest_parts import PartSink, remove_temporary_files
+from gap_spark.stages.ingest_preflight import FileCheck
+from gap_spark.stages.ingest_select import SelectPlan
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from gap_spark.core.settings import IngestSettings
 
-__all__ = ["PART_SCHEMA", "ingest_split", "read_lines", "sample_check", "write_parsed_parts"]
+__all__ = ["PART_SCHEMA", "SplitJob", "bad_fraction_message", "ingest_split", "read_lines", "write_parsed_parts"]
 
 log = logging.getLogger(__name__)
 
 # Per partition, at most this many bad rows are kept with their reason; the rest are only counted.
 MAX_BAD_KEPT_PER_PARTITION = 20_000
-# Ingest gives up early when a sample of the first lines is mostly bad.
-SAMPLE_LINES = 200
 PART_SCHEMA = "partition int, rows long, file string"
 
 
@@ -58,21 +63,20 @@ def _accumulator_param() -> Any:
     return PartitionReports()
 
 
-def _parse_batches(batches: Iterable[pa.RecordBatch], parser: LineParser, batch_rows: int, reports: Any,
-                   partition: int) -> Iterator[pa.RecordBatch]:
-    """Good rows of one partition's line batches; at the end, its report goes to the accumulator."""
-    lines_seen, dropped = 0, 0
-    kept: list[tuple[int, str, str]] = []
+def _parse_batches(batches: Iterable[pa.RecordBatch], parser: LineParser, batch_rows: int,
+                   report: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    """Good rows of one partition's line batches; counts lines and bad rows into ``report``."""
+    kept: list[tuple[int, str, str]] = report["bad"]
     for batch in batches:
         for start in range(0, batch.num_rows, batch_rows):
             part = batch.slice(start, batch_rows)
             result = parser.parse(part.column("pos"), part.column("value"))
-            lines_seen += result.lines
+            report["lines"] += result.lines
+            report["last_pos"] = max(report["last_pos"], pc.max(part.column("pos")).as_py())
             room = max(MAX_BAD_KEPT_PER_PARTITION - len(kept), 0)
             kept.extend((b.pos, b.kind, b.reason) for b in result.bad[:room])
-            dropped += max(0, len(result.bad) - room)
+            report["bad_not_kept"] += max(0, len(result.bad) - room)
             yield from result.good
-    reports.add({partition: {"lines": lines_seen, "bad": kept, "bad_not_kept": dropped}})
 
 
 def _task_ids() -> tuple[int, int]:
@@ -83,51 +87,27 @@ def _task_ids() -> tuple[int, int]:
 
 
 def write_parsed_parts(lines_df: "DataFrame", dim: int, classes: int, header: str, batch_rows: int, reports: Any,
-                       out_uri: str, compression: str, row_group_rows: int = 16_384) -> "DataFrame":
+                       out_uri: str, compression: str, select: SelectPlan | None = None) -> "DataFrame":
     """Parse each partition and write its good rows as one Parquet file, ``part-<partition>.parquet``.
 
-    The Python worker writes the file with pyarrow, so the 4 KB feature arrays never cross back into
-    the JVM: that round trip and Spark's row-wise array writer cost more than parsing. A file's name
-    depends only on its partition and is written under a temporary name, then renamed, so a retried or
-    speculative task replaces it with the same content. Returns one ``(partition, rows, file)`` row a
-    partition; the files are written when an action runs.
+    The Python worker writes the file with pyarrow (:class:`~gap_spark.stages.ingest_parts.PartSink`),
+    so the 4 KB feature arrays never cross back into the JVM. With ``select``, the rows that may go to
+    the selection split are written to a candidate file instead. Each partition's counts (lines, bad
+    rows, rows per class, files) go to ``reports``; returns one ``(partition, rows, file)`` row a
+    partition, and the files are written when an action runs.
     """
-    import pyarrow.parquet as pq
-
     parser = LineParser(dim, classes, header)
-    schema = output_arrow_schema()
 
     def write_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         partition, attempt = _task_ids()
-        filesystem, base = fs.resolve(out_uri)
-        final = f"{base}/part-{partition:05d}.parquet"
-        tmp = f"{base}/_tmp-part-{partition:05d}-{attempt}-{uuid.uuid4().hex[:6]}.parquet"
-        writer, pending_rows, rows = None, 0, 0
-        pending: list[pa.RecordBatch] = []
-
-        def flush() -> None:
-            nonlocal writer, pending, pending_rows
-            if not pending:
-                return
-            if writer is None:
-                filesystem.create_dir(base, recursive=True)
-                writer = pq.ParquetWriter(filesystem.open_output_stream(tmp), schema, compression=compression)
-            writer.write_table(pa.Table.from_batches(pending, schema=schema))
-            pending, pending_rows = [], 0
-
-        for batch in _parse_batches(batches, parser, batch_rows, reports, partition):
-            pending.append(batch)
-            pending_rows += batch.num_rows
-            rows += batch.num_rows
-            if pending_rows >= row_group_rows:
-                flush()
-        flush()
-        name = None
-        if writer is not None:
-            writer.close()
-            filesystem.move(tmp, final)
-            name = final.rsplit("/", 1)[1]
-        yield pa.RecordBatch.from_pylist([{"partition": partition, "rows": rows, "file": name}],
+        sink = PartSink(out_uri, partition, attempt, compression, classes,
+                        *((select.candidates, select.threshold, select.seed) if select else ()))
+        report: dict[str, Any] = {"lines": 0, "bad": [], "bad_not_kept": 0, "last_pos": -1}
+        for batch in _parse_batches(batches, parser, batch_rows, report):
+            sink.add(batch)
+        written = sink.close()
+        reports.add({partition: {**report, **written}})
+        yield pa.RecordBatch.from_pylist([{"partition": partition, "rows": written["rows"], "file": written["file"]}],
                                          schema=pa.schema([("partition", pa.int32()), ("rows", pa.int64()),
                                                            ("file", pa.string())]))
 
@@ -146,135 +126,146 @@ def read_lines(spark: "SparkSession", uri: str, min_partitions: int) -> "DataFra
     return lines.select(F.monotonically_increasing_id().alias("pos"), "value")
 
 
-def sample_check(source: str, header: str, dim: int, classes: int, max_bad_fraction: float) -> None:
-    """Fail in seconds, not hours, when the first lines are mostly bad."""
-    lines = []
-    for i, line in enumerate(fs.open_text_lines(source)):
-        if i == 0:
-            continue
-        lines.append(line)
-        if len(lines) >= SAMPLE_LINES:
-            break
-    if not lines:
-        return
-    parser = LineParser(dim, classes, header)
-    result = parser.parse(pa.array(range(len(lines)), pa.int64()), pa.array(lines, pa.string()))
-    fraction = len(result.bad) / len(lines)
-    if fraction > max(0.5, max_bad_fraction):
-        kinds = sorted({b.reason for b in result.bad})[:3]
-        raise IngestError(f"{source}: {len(result.bad)} of the first {len(lines)} rows are bad "
-                          f"({'; '.join(kinds)}): the file is probably not in the expected format")
+@dataclass(frozen=True)
+class SplitJob:
+    """One CSV to ingest: its split, source, preflight findings, D, and where its output goes."""
+
+    split: str
+    source: str
+    check: FileCheck
+    dim: int
+    staging: str
+    data_dir: str
+    select: SelectPlan | None = None
 
 
-def _check_fraction(source: str, quarantined: int, rows_read: int, max_bad: float, by_kind: dict[str, int]) -> None:
-    if rows_read and quarantined / rows_read > max_bad:
-        top = ", ".join(f"{k}: {v}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])[:4])
-        raise IngestError(
-            f"{source}: {quarantined} of {rows_read} rows are bad ({quarantined / rows_read:.2%}, above "
-            f"max_bad_fraction {max_bad}; {top}): the file is probably not in the expected format")
+def _round_up(x: float, digits: int = 2) -> float:
+    """``x`` rounded up to ``digits`` significant digits."""
+    scale = 10 ** (digits - 1 - math.floor(math.log10(x)))
+    return math.ceil(x * scale - 1e-9) / scale
 
 
-def ingest_split(spark: "SparkSession", split: str, source: str, header: str, dim: int, classes: int,
-                 staging: str, settings: "IngestSettings") -> SplitResult:
-    """Parse, validate and write one split into ``staging``; bad rows go to ``staging/_quarantine``."""
+def bad_fraction_message(job: SplitJob, bad: int, rows_read: int, limit: float, by_kind: dict[str, int],
+                         example: str | None) -> str:
+    """What was exceeded (count, fraction, limit) and how to proceed, in one line."""
+    fraction = bad / rows_read
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])[:4])
+    seen = f"; for example {example}" if example else ""
+    return (f"{job.split} CSV {job.source}: {bad:,} of {rows_read:,} rows are bad ({fraction:.2%}), more than the "
+            f"limit of {limit:.2%} (--max-bad-fraction, ingest.max_bad_fraction {limit:g}): {kinds}{seen}. To "
+            f"ingest the good rows, run again with --max-bad-fraction {_round_up(fraction):g} or more; the bad "
+            f"rows then go to {quarantine_path(job.data_dir, job.split)} with their raw lines and reasons")
+
+
+def _check_fraction(job: SplitJob, quarantined: int, rows_read: int, limit: float, by_kind: dict[str, int],
+                    bad_rows: list[tuple[int, str, str]]) -> None:
+    if rows_read and quarantined / rows_read > limit:
+        example = bad_rows[0][2] if bad_rows else None
+        raise IngestError(bad_fraction_message(job, quarantined, rows_read, limit, by_kind, example))
+
+
+def ingest_split(spark: "SparkSession", job: SplitJob, settings: "IngestSettings") -> SplitResult:
+    """Parse, validate and write one split into ``job.staging``; bad rows go to its ``_quarantine``.
+
+    With ``job.select``, the rows that may join the selection split are in its candidates afterwards
+    (and counted in ``rows_written``); :func:`~gap_spark.stages.ingest_select.finish_select` finishes it.
+    """
     started = time.time()
-    source_bytes = fs.size(source)
-    sample_check(source, header, dim, classes, settings.max_bad_fraction)
+    source_bytes = fs.size(job.source)
     # Parquet holds ~4 bytes a feature against ~11 in the CSV: aim each file at target_file_mb.
     # The setting stays for the whole split, so every scan of the file numbers its lines the same way.
     text_bytes_per_file = int(settings.target_file_mb) * (1 << 20) * 11 // 4
     previous = spark.conf.get("spark.sql.files.maxPartitionBytes")
     spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(text_bytes_per_file, 1 << 20)))
     try:
-        result = _ingest_split(spark, split, source, header, dim, classes, staging, settings)
+        result = _ingest_split(spark, job, settings)
     finally:
         if previous is None:
             spark.conf.unset("spark.sql.files.maxPartitionBytes")
         else:
             spark.conf.set("spark.sql.files.maxPartitionBytes", previous)
     seconds = time.time() - started
-    log.info("ingest %s: %d rows read, %d written, %d quarantined in %.1f s (%.1f MB/s of CSV, %d files)",
-             split, result["rows_read"], result["rows_written"], result["quarantined"], seconds,
-             source_bytes / 1e6 / max(seconds, 1e-9), result["files"])
-    return SplitResult(split, source, source_bytes, result["rows_read"], result["rows_written"],
-                       result["quarantined"], result["by_kind"], seconds, result["files"])
+    log.info("ingest %s: %d rows read, %d written, %d quarantined in %.1f s (%.1f MB/s of CSV)",
+             job.split, result["rows_read"], result["rows_written"], result["quarantined"], seconds,
+             source_bytes / 1e6 / max(seconds, 1e-9))
+    return SplitResult(job.split, job.source, source_bytes, result["rows_read"], result["rows_written"],
+                       result["quarantined"], result["by_kind"], seconds, class_counts=result["class_counts"],
+                       next_index=result["next_index"])
 
 
-def _ingest_split(spark: "SparkSession", split: str, source: str, header: str, dim: int, classes: int,
-                  staging: str, settings: "IngestSettings") -> dict[str, Any]:
-    """The split's counts: rows read, written and quarantined, quarantined by kind, and files."""
-    lines = read_lines(spark, source, spark.sparkContext.defaultParallelism)
-    out = split_path(staging, split)
-    with job_description(spark, f"ingest {split}: parse, validate and write"):
-        rows_read, bad_rows, bad_not_kept = _write_good_rows(spark, lines, out, dim, classes, header, settings)
+def _ingest_split(spark: "SparkSession", job: SplitJob, settings: "IngestSettings") -> dict[str, Any]:
+    """The split's counts: rows read, written and quarantined, quarantined by kind, rows per class."""
+    lines = read_lines(spark, job.source, spark.sparkContext.defaultParallelism)
+    out = split_path(job.staging, job.split)
+    dirs = [out, job.select.candidates] if job.select else [out]
+    with job_description(spark, f"ingest {job.split}: parse, validate and write"):
+        report = _write_good_rows(spark, lines, out, job, settings)
+    bad_rows, bad_not_kept = report["bad"], report["bad_not_kept"]
     by_kind = count_by_kind(bad_rows, bad_not_kept)
-    _check_fraction(source, len(bad_rows) + bad_not_kept, rows_read, settings.max_bad_fraction, by_kind)
+    limit = settings.max_bad_fraction
+    _check_fraction(job, len(bad_rows) + bad_not_kept, report["lines"], limit, by_kind, bad_rows)
     quarantine_parts: list[DataFrame] = []
-    with job_description(spark, f"ingest {split}: duplicate check"):
-        duplicates = find_duplicates(spark.read.parquet(fs.to_spark_uri(out)))
-        n_duplicates = duplicates.count()
+    with job_description(spark, f"ingest {job.split}: duplicate check"):
+        duplicates = duplicate_rows(spark, dirs)
+        n_duplicates = duplicates.count() if duplicates is not None else 0
         quarantined = len(bad_rows) + bad_not_kept + n_duplicates
-        _check_fraction(source, quarantined, rows_read, settings.max_bad_fraction, by_kind)
-        if n_duplicates:
-            log.warning("ingest %s: %d rows share a row_id or path; all copies go to quarantine", split,
+        _check_fraction(job, quarantined, report["lines"], limit, {**by_kind, "duplicates": n_duplicates}, bad_rows)
+        if duplicates is not None and n_duplicates:
+            log.warning("ingest %s: %d rows share a row_id or path; all copies go to quarantine", job.split,
                         n_duplicates)
-            quarantine_parts.append(_drop_duplicates(spark, lines, duplicates, by_kind, staging, split, settings))
-        if bad_rows:
-            quarantine_parts.append(_bad_lines(spark, lines, bad_rows))
-        rows_written = spark.read.parquet(fs.to_spark_uri(out)).count()
+            dup_rows = duplicates.collect()
+            removed = drop_duplicates(dup_rows, dirs, by_kind, settings.compression)
+            report["class_counts"] = add_counts(report["class_counts"], removed, -1)
+            quarantine_parts.append(_duplicate_lines(spark, lines, dup_rows))
+    if bad_rows:
+        quarantine_parts.append(_bad_lines(spark, lines, bad_rows))
     if quarantine_parts:
-        with job_description(spark, f"ingest {split}: quarantine"):
-            _write_quarantine(quarantine_parts, source, quarantine_path(staging, split))
-    if rows_read != rows_written + quarantined:
-        raise RuntimeError(f"ingest {split}: {rows_read} rows read but {rows_written} written and "
+        with job_description(spark, f"ingest {job.split}: quarantine"):
+            _write_quarantine(quarantine_parts, job.source, quarantine_path(job.staging, job.split))
+    rows_written = sum(p["rows"] for d in dirs for p in split_parts(d))
+    if report["lines"] != rows_written + quarantined:
+        raise RuntimeError(f"ingest {job.split}: {report['lines']} rows read but {rows_written} written and "
                            f"{quarantined} quarantined; this is a bug")
-    files = sum(1 for name in fs.list_dir(out) if name.endswith(".parquet"))
-    return {"rows_read": rows_read, "rows_written": rows_written, "quarantined": quarantined,
-            "by_kind": by_kind, "files": files}
+    return {"rows_read": report["lines"], "rows_written": rows_written, "quarantined": quarantined,
+            "by_kind": by_kind, "class_counts": report["class_counts"], "next_index": report["next_index"]}
 
 
-def _write_good_rows(spark: "SparkSession", lines: "DataFrame", out: str, dim: int, classes: int, header: str,
-                     settings: "IngestSettings") -> tuple[int, list[tuple[int, str, str]], int]:
-    """Parse and write the good rows into ``out``; returns the lines read, the bad rows kept with their
-    reasons, and the number of bad rows only counted."""
+def _mark_truncated(bad_rows: list[tuple[int, str, str]], last_pos: int) -> list[tuple[int, str, str]]:
+    """The file ends without a newline: a bad last row was cut short; say so in its reason."""
+    return [(pos, "truncated", f"the last row is cut short (the file ends without a newline): {reason}")
+            if pos == last_pos else (pos, kind, reason) for pos, kind, reason in bad_rows]
+
+
+def _write_good_rows(spark: "SparkSession", lines: "DataFrame", out: str, job: SplitJob,
+                     settings: "IngestSettings") -> dict[str, Any]:
+    """Parse and write the good rows into ``out`` (and the candidates); returns the partitions' reports
+    summed: ``lines``, ``bad`` (kept with reasons), ``bad_not_kept``, ``class_counts``, ``next_index``."""
     reports = spark.sparkContext.accumulator({}, _accumulator_param())
-    parts = write_parsed_parts(lines, dim, classes, header, settings.batch_rows, reports,
-                               out, settings.compression).collect()
-    if not any(p["file"] for p in parts):
-        fs.makedirs(out)  # no good rows at all: an empty split still reads as an empty frame
-    for name in fs.list_dir(out):
-        if name.startswith("_tmp-"):  # left by task attempts that died mid-write (lost executor)
-            fs.delete(fs.join(out, name))
+    parts = write_parsed_parts(lines, job.dim, settings.classes, job.check.header, settings.batch_rows, reports,
+                               out, settings.compression, job.select).collect()
+    fs.makedirs(out)  # no good rows at all: an empty split still reads as an empty frame
+    for directory in [out, job.select.candidates] if job.select else [out]:
+        remove_temporary_files(directory)
     report = reports.value
-    rows_read = sum(r["lines"] for r in report.values())
-    bad_rows = [b for r in report.values() for b in r["bad"]]
-    bad_not_kept = sum(r["bad_not_kept"] for r in report.values())
-    return rows_read, bad_rows, bad_not_kept
+    class_counts: dict[int, int] = {}
+    for r in report.values():
+        class_counts = add_counts(class_counts, r["class_counts"])
+    bad = [b for r in report.values() for b in r["bad"]]
+    if job.check.ends_with_newline is False:
+        bad = _mark_truncated(bad, max(r["last_pos"] for r in report.values()))
+    return {"lines": sum(r["lines"] for r in report.values()), "bad": bad,
+            "bad_not_kept": sum(r["bad_not_kept"] for r in report.values()),
+            "class_counts": class_counts, "next_index": max((p["partition"] for p in parts), default=-1) + 1}
 
 
-def _drop_duplicates(spark: "SparkSession", lines: "DataFrame", duplicates: "DataFrame", by_kind: dict[str, int],
-                     staging: str, split: str, settings: "IngestSettings") -> "DataFrame":
-    """Rewrite the split without the duplicated rows; returns their raw lines for the quarantine.
-
-    Counts the duplicates per kind into ``by_kind``.
-    """
+def _duplicate_lines(spark: "SparkSession", lines: "DataFrame", dup_rows: list[Any]) -> "DataFrame":
+    """``pos, raw, kind, reason`` of the raw lines of the duplicated rows."""
     from pyspark.sql import functions as F
 
-    out = split_path(staging, split)
-    # Few rows by now (the fraction check passed): keep them on the driver, not tied to files we replace.
-    dup_keys = spark.createDataFrame(duplicates.collect(), "row_id long, path string, kind string")
-    for row in dup_keys.groupBy("kind").count().collect():
-        by_kind[row["kind"]] = int(row["count"])
+    dup_keys = spark.createDataFrame([(r["row_id"], r["path"], r["kind"]) for r in dup_rows],
+                                     "row_id long, path string, kind string").distinct()
     keys = extract_keys(lines).join(F.broadcast(dup_keys), ["row_id", "path"])
-    quarantined = keys.select("pos", F.col("value").alias("raw"), "kind",
-                              F.regexp_replace("kind", "_", " ").alias("reason"))
-    written = spark.read.parquet(fs.to_spark_uri(out))
-    kept = written.join(F.broadcast(dup_keys.select("row_id", "path")), ["row_id", "path"], "left_anti")
-    rewrite = fs.join(staging, f"_rewrite_{split}")
-    kept.write.mode("overwrite").option("compression", settings.compression).parquet(fs.to_spark_uri(rewrite))
-    fs.delete(out)
-    fs.move(rewrite, out)
-    return quarantined
+    return keys.select("pos", F.col("value").alias("raw"), "kind", F.regexp_replace("kind", "_", " ").alias("reason"))
 
 
 def _bad_lines(spark: "SparkSession", lines: "DataFrame", bad_rows: list[tuple[int, str, str]]) -> "DataFrame":

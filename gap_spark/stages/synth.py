@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from gap_spark.contracts.dataset import SPLITS, raw_file_path, synth_marker_path
+from gap_spark.contracts.dataset import RAW_SPLITS as SPLITS
+from gap_spark.contracts.dataset import raw_file_path, synth_marker_path
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
 from gap_spark.ops.generator import ChunkJob, World, chunk_csv, chunk_jobs, csv_header, generator_spec

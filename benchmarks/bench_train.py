@@ -209,8 +209,9 @@ def mllib_warm_fit(spark, train_vec, val_vec, reg: float, iters: int, block_mb: 
 
     params = {"regParam": reg, "maxIter": iters, "tol": 0.0, "maxBlockSizeInMB": block_mb}
     started = time.time()
-    model, _, warm = fit_lr(spark, train_vec, params, output_column(None), heartbeat_s=3600,
-                            warm_start={"sample_rows": sample_rows, "max_iter": sample_iters, "seed": 7}, rows=rows)
+    fitted = fit_lr(spark, train_vec, params, output_column(None), heartbeat_s=3600,
+                    warm_start={"sample_rows": sample_rows, "max_iter": sample_iters, "seed": 7}, rows=rows)
+    model, warm = fitted.model, fitted.warm
     seconds = time.time() - started
     pred = val_accuracy(model, val_vec)
     return {"iters": int(model.summary.totalIterations), "seconds": seconds, "accuracy": float(pred),

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from gap_spark.cli import main as cli_main
-from gap_spark.contracts.dataset import read_split
+from gap_spark.contracts.dataset import read_manifest, read_split
 from gap_spark.contracts.tables import table_csv
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
@@ -26,6 +26,7 @@ from gap_spark.ops.train_split import (
     check_label_stats,
     check_sample_rows,
     describe_missing,
+    hash_holdout,
     label_stats,
     storage_level,
 )
@@ -40,9 +41,10 @@ TRAIN_SETS = {"train.models": "[lr]", "train.lr.max_iter": 5, "train.progress_se
 
 
 def write_dataset(root, x: np.ndarray, labels: np.ndarray, **manifest) -> str:
-    """``root/dataset`` with the whole train split and 20-row val and v2 copies (conftest's writer)."""
-    return write_dataset_dir(root / "dataset", {"train": (x, labels), "val": (x[:20], labels[:20]),
-                                                 "v2": (x[:20], labels[:20])}, **manifest)
+    """``root/dataset`` with the whole train split and 20-row select, val and v2 copies (conftest's writer)."""
+    return write_dataset_dir(root / "dataset", {"train": (x, labels), "select": (x[:20], labels[:20]),
+                                                 "val": (x[:20], labels[:20]), "v2": (x[:20], labels[:20])},
+                             **manifest)
 
 
 def config_for(root, data_dir: str, **sets):
@@ -100,7 +102,7 @@ def test_selected_models_and_storage_levels():
     assert load_config(sets=["train.models=[rf, lr, rf]"]).settings.train.models == ("rf", "lr")
     assert load_config(sets=["train.models=lr, rf"]).settings.train.models == ("lr", "rf")
     assert [spec.name for spec in selected_models(("rf", "lr"))] == ["rf", "lr"]
-    with pytest.raises(ConfigError, match="unknown model 'svm' \\(choose from lr, rf\\)"):
+    with pytest.raises(ConfigError, match="unknown model 'svm' \\(choose from lr, rf, mlp\\)"):
         selected_models(load_config(sets=["train.models=[svm]"]).settings.train.models)
     with pytest.raises(ConfigError, match="empty"):
         load_config(sets=["train.models=[]"])
@@ -113,7 +115,7 @@ def test_selected_models_and_storage_levels():
 
 def test_the_registry_names_every_model_once():
     specs = registered_models()
-    assert list(specs) == list(MODEL_MODULES) == ["lr", "rf"]
+    assert list(specs) == list(MODEL_MODULES) == ["lr", "rf", "mlp"]
     assert all(isinstance(spec, ModelSpec) for spec in specs.values())
     assert model_spec("rf").iteration_unit == "trees" and model_spec("lr").iteration_unit == "iterations"
     assert model_title("lr") == "logistic regression" and model_title("svm") == "svm"
@@ -200,22 +202,23 @@ def test_lr_matches_sklearn_oracle(spark, tiny_dataset, tmp_path):
     """MLlib's objective is mean log-loss + regParam/2 ||w||^2 on features standardised with the sample
     standard deviation; sklearn's is C * sum log-loss + 1/2 ||w||^2. Dividing MLlib's by regParam gives
     sklearn's with C = 1 / (regParam * n), on the same standardised features. Neither penalises the
-    intercept. Both then minimise the same strictly convex function, so they agree to solver tolerance."""
+    intercept. Both then minimise the same strictly convex function, so they agree to solver tolerance.
+    Compared on the selection slice (the train rows the stage held out), never on val or v2."""
     from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 
     reg = 0.01
     config, paths = config_for(tmp_path, tiny_dataset, **{"train.lr.reg_param": reg, "train.lr.max_iter": 300,
-                                                          "train.lr.tol": 1e-10})
+                                                          "train.lr.tol": 1e-10, "train.lr.check_every": 300})
     summary = run_train(spark, config, paths)
-    x_train, y_train, _ = _xy(read_split(spark, tiny_dataset, "train"))
-    val = read_split(spark, tiny_dataset, "val")
-    x_val, y_val, val_ids = _xy(val)
+    train, select = _fit_and_select_rows(spark, tiny_dataset, config)
+    x_train, y_train, _ = _xy(train)
+    x_sel, y_sel, sel_ids = _xy(select)
     n = len(y_train)
-    assert summary["models"]["lr"]["rows"] == n
+    assert summary["models"]["lr"]["rows"] == n and summary["selection"]["rows"] == len(y_sel) > 0
 
     model = PipelineModel.load(fs.to_spark_uri(paths.run_dir.model("lr")))
-    pred = model.transform(val).select("row_id", "prediction", "probability").orderBy("row_id").collect()
-    assert [r["row_id"] for r in pred] == list(val_ids)
+    pred = model.transform(select).select("row_id", "prediction", "probability").orderBy("row_id").collect()
+    assert [r["row_id"] for r in pred] == list(sel_ids)
     mllib_pred = np.array([r["prediction"] for r in pred])
     mllib_prob = np.array([r["probability"].toArray() for r in pred])
 
@@ -224,17 +227,28 @@ def test_lr_matches_sklearn_oracle(spark, tiny_dataset, tmp_path):
     def sklearn_probs(c: float):
         clf = SkLogisticRegression(C=c, solver="lbfgs", max_iter=5000, tol=1e-10)
         clf.fit((x_train - mean) / std, y_train)
-        return clf.predict_proba((x_val - mean) / std)
+        return clf.predict_proba((x_sel - mean) / std)
 
     sk_prob = sklearn_probs(1.0 / (reg * n))
-    mllib_acc, sk_acc = (mllib_pred == y_val).mean(), (sk_prob.argmax(axis=1) == y_val).mean()
+    mllib_acc, sk_acc = (mllib_pred == y_sel).mean(), (sk_prob.argmax(axis=1) == y_sel).mean()
     assert 0.5 < sk_acc < 0.99  # a real problem: neither trivial nor hopeless
     assert abs(mllib_acc - sk_acc) * 100 <= 0.5
+    assert summary["models"]["lr"]["selection"]["accuracy"] == pytest.approx(mllib_acc)
     # The mapping itself, not just the accuracy: probabilities agree closely with C = 1/(lambda n) and
     # clearly less with the naive C = 1/lambda.
     right = np.abs(mllib_prob - sk_prob).max()
     wrong = np.abs(mllib_prob - sklearn_probs(1.0 / reg)).max()
     assert right < 1e-3 and wrong > 10 * right
+
+
+def _fit_and_select_rows(spark, data_dir: str, config):
+    """The rows the stage fitted and the slice it chose on: split=select, or the fallback held out of train."""
+    manifest = read_manifest(data_dir)
+    train = read_split(spark, data_dir, "train", manifest)
+    if "select" in manifest["splits"]:
+        return train, read_split(spark, data_dir, "select", manifest)
+    fallback = config.settings.train.select
+    return hash_holdout(train, fallback.fallback_fraction, fallback.fallback_seed)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,7 +402,7 @@ def test_missing_classes_warn_by_name_or_stop(spark, tmp_path, caplog):
 
 def test_refuses_an_unregistered_model_before_reading_anything(spark, tmp_path):
     config, paths = config_for(tmp_path, str(tmp_path / "nowhere"), **{"train.models": "[lr, svm]"})
-    with pytest.raises(ConfigError, match="unknown model 'svm' \\(choose from lr, rf\\)"):
+    with pytest.raises(ConfigError, match="unknown model 'svm' \\(choose from lr, rf, mlp\\)"):
         run_train(spark, config, paths)
 
 
@@ -428,8 +442,10 @@ def test_cli_prints_one_line_and_exits_2(spark, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_grid_search_feeds_the_best_params_into_the_final_fit(spark, tmp_path):
-    x, labels = blobs(n=320, classes=4, seed=5)
-    data_dir = write_dataset(tmp_path, x, labels)
+    x_all, y_all = blobs(n=400, classes=4, seed=5)
+    (x, labels), select = (x_all[:320], y_all[:320]), (x_all[320:], y_all[320:])  # select: other rows, same classes
+    data_dir = write_dataset_dir(tmp_path / "dataset", {"train": (x, labels), "select": select,
+                                                        "val": (x[:20], labels[:20]), "v2": (x[:20], labels[:20])})
     # The configured params (pure L1 with lambda = 10: every coefficient zero) are the worst point of the
     # grid, so the final fit only gets good params if tuning feeds them in.
     config, paths = config_for(tmp_path, data_dir, **{
@@ -438,11 +454,13 @@ def test_grid_search_feeds_the_best_params_into_the_final_fit(spark, tmp_path):
         "train.lr.elastic_net_param": 1.0, "train.lr.max_iter": 10})
     summary = run_train(spark, config, paths)
     table = fs.read_text(paths.run_dir.tuning_table("lr")).splitlines()
-    assert table[0] == "regParam,elasticNetParam,validation_accuracy" and len(table) == 5
+    assert table[0] == "regParam,elasticNetParam,select_accuracy,select_log_loss,iterations,seconds"
+    assert len(table) == 5
     rows = [tuple(float(v) for v in line.split(",")) for line in table[1:]]
-    assert rows == sorted(rows, key=lambda r: -r[2])  # best first
+    assert rows == sorted(rows, key=lambda r: (-r[2], r[3]))  # best first: accuracy, then log loss
     worst = {(r[0], r[1]): r[2] for r in rows}[(10.0, 1.0)]
     assert worst < 0.5 < rows[0][2]
     entry = summary["models"]["lr"]
     assert (entry["params"]["regParam"], entry["params"]["elasticNetParam"]) == rows[0][:2]
     assert entry["tuning"]["best"] == {"regParam": rows[0][0], "elasticNetParam": rows[0][1]}
+    assert entry["tuning"]["best_select_accuracy"] == rows[0][2] == pytest.approx(entry["selection"]["accuracy"])

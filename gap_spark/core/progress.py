@@ -83,6 +83,7 @@ class FitProgress:
         self.track_lbfgs = track_lbfgs
         self.losses: list[float] = []
         self.iteration_times: list[float] = []  # time.time() when each iteration's loss was logged
+        self.gradient_norms: list[float] = []  # Breeze's norm of the (adjusted) gradient after each iteration
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log_file: str | None = None
@@ -154,6 +155,7 @@ class FitProgress:
                 previous = self.iteration_times[-1] if self.iteration_times else self._started
                 self.losses.append(loss)
                 self.iteration_times.append(stamp)
+                self.gradient_norms.append(float(match.group(4)))
                 log.info("%s: iteration %d, loss %.6f (relative change %s, gradient norm %s), %.1f s for this "
                          "iteration, %.0f s elapsed", self.name, len(self.losses), loss, match.group(3),
                          match.group(4), stamp - previous, stamp - self._started)

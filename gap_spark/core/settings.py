@@ -30,9 +30,11 @@ __all__ = [
     "IngestSettings",
     "LRSettings",
     "LockSettings",
+    "MLPSettings",
     "PathSettings",
     "RFSettings",
     "ReportSettings",
+    "SelectSettings",
     "Settings",
     "ShiftSettings",
     "SparkSettings",
@@ -276,8 +278,10 @@ class LRSettings:
     reg_param: NonNegative
     elastic_net_param: Fraction
     max_iter: Annotated[int, Bounds(ge=0)]
-    warm_start: WarmStartSettings
     tol: NonNegative
+    check_every: Count
+    patience: Annotated[int, Bounds(ge=0)]
+    warm_start: WarmStartSettings
     max_block_size_mb: Positive
 
 
@@ -312,16 +316,34 @@ class RFSettings:
 
 
 @dataclass(frozen=True)
+class MLPSettings:
+    hidden: Count
+    max_iter: Count
+    tol: NonNegative
+    check_every: Count
+    patience: Annotated[int, Bounds(ge=0)]
+    block_size: Count
+    step_size: Positive
+    pca_k: Annotated[int, Bounds(ge=0)] | None  # null or 0: no PCA
+    seed: int
+
+
+@dataclass(frozen=True)
+class SelectSettings:
+    fallback_fraction: Annotated[float, Bounds(gt=0, lt=1)]
+    fallback_seed: Seed
+
+
+@dataclass(frozen=True)
 class TuneSettings:
     enabled: bool
     fraction: Annotated[float, Bounds(gt=0, le=1)]
-    train_ratio: Annotated[float, Bounds(gt=0, lt=1)]
-    parallelism: Count
     seed: int
     lr_reg_param: tuple[Annotated[float, Bounds(ge=0)], ...]
     lr_elastic_net_param: tuple[Annotated[float, Bounds(ge=0, le=1)], ...]
     rf_max_depth: tuple[Annotated[int, Bounds(ge=0, le=30)], ...]
     rf_num_trees: tuple[Annotated[int, Bounds(ge=1)], ...]
+    mlp_hidden: tuple[Annotated[int, Bounds(ge=1)], ...]
 
 
 @dataclass(frozen=True)
@@ -334,8 +356,10 @@ class TrainSettings:
     pca_max_rows: Count | None
     missing_classes: Literal["warn", "error"]
     progress_seconds: Positive
+    select: SelectSettings
     lr: LRSettings
     rf: RFSettings
+    mlp: MLPSettings
     tune: TuneSettings
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ from gap_spark.models.base import ModelSpec
 __all__ = ["MODEL_MODULES", "ModelSpec", "model_spec", "model_title", "registered_models", "selected_models"]
 
 # Module names under gap_spark.models, in the order models are trained and shown.
-MODEL_MODULES = ("lr", "rf")
+MODEL_MODULES = ("lr", "rf", "mlp")
 
 
 def registered_models() -> dict[str, ModelSpec]:

@@ -7,6 +7,7 @@ module (plus its config section in ``defaults.yaml`` and :mod:`gap_spark.core.se
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,11 +29,27 @@ class FitContext:
     settings: "TrainSettings"
     rows: int  # rows of the frame being fitted
     checkpoint_dir: str  # a Spark URI, for models that checkpoint (RunDir.checkpoints)
+    select: "DataFrame | None" = None  # the selection slice through this model's feature transform
+    input_dim: int | None = None  # length of the features column the classifier reads
+    classes: int | None = None  # K
 
     @property
     def heartbeat_s(self) -> float:
         """Seconds without news after which a fit logs Spark's task progress."""
         return self.settings.progress_seconds
+
+    def scorer(self) -> Callable[[Any], dict[str, Any]] | None:
+        """A fitted classifier -> its metrics on the selection slice (None without a slice)."""
+        select = self.select
+        if select is None:
+            return None
+
+        def score(classifier: Any) -> dict[str, Any]:
+            from gap_spark.ops.train_split import selection_metrics
+
+            return selection_metrics(classifier.transform(select))
+
+        return score
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,10 @@ class ModelSpec(ABC):
     @abstractmethod
     def estimator(self, params: dict[str, Any], features_col: str) -> "Estimator[Any]":
         """An unfitted estimator reading ``features_col`` and ``label``."""
+
+    def shaped(self, params: dict[str, Any], input_dim: int, classes: int) -> dict[str, Any]:
+        """The params completed with the data's shape (input width, K); default: unchanged."""
+        return params
 
     @abstractmethod
     def grid(self, estimator: "Estimator[Any]", tune: "TuneSettings") -> list["ParamMap"]:

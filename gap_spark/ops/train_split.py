@@ -1,7 +1,11 @@
-"""The train split as the models see it: its cached layout and its checks against the manifest.
+"""The train split as the models see it: its cached layout, its checks, and the selection slice.
 
 One aggregation (:func:`label_stats`) over the cached split checks every row; :func:`check_sample_rows`
 looks at a few rows first, so a dataset that contradicts its manifest fails before anything is cached.
+
+The selection slice (``split=select``, held out of the train CSV by ingest) is where train chooses
+anything: :func:`selection_metrics` scores a model's predictions on it. A dataset without that split
+falls back to :func:`hash_holdout`, a slice of train chosen by a hash of ``row_id``.
 """
 from __future__ import annotations
 
@@ -12,16 +16,18 @@ from gap_spark.core.errors import DatasetError
 
 if TYPE_CHECKING:
     from pyspark import StorageLevel
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 __all__ = [
-    "MISSING_CLASSES_NAMED", "TARGET_PARTITION_BYTES", "auto_partitions", "check_label_stats",
-    "check_sample_rows", "describe_missing", "label_stats", "storage_level",
+    "LOG_LOSS_FLOOR", "MISSING_CLASSES_NAMED", "TARGET_PARTITION_BYTES", "auto_partitions", "check_label_stats",
+    "check_sample_rows", "describe_missing", "hash_holdout", "label_stats", "selection_metrics", "storage_level",
 ]
 
 # Size of one cached training partition the automatic partition count aims at (float arrays).
 TARGET_PARTITION_BYTES = 128 * 1024 * 1024
 MISSING_CLASSES_NAMED = 20
+# Probabilities are clipped here before the log, as scikit-learn's log_loss does.
+LOG_LOSS_FLOOR = 1e-15
 _INCONSISTENT = "the dataset is inconsistent (run `gap-spark ingest` again)"
 
 
@@ -176,3 +182,76 @@ def describe_missing(missing: list[int], classes: int) -> str:
     more = f" and {len(missing) - MISSING_CLASSES_NAMED} more" if len(missing) > MISSING_CLASSES_NAMED else ""
     return (f"the train split has no rows for {len(missing)} of {classes} classes: {named}{more}; "
             "the models can never predict them")
+
+
+def hash_holdout(frame: "DataFrame", fraction: float, seed: int,
+                 id_col: str = "row_id") -> tuple["DataFrame", "DataFrame"]:
+    """Split ``frame`` in two by a hash of ``(id_col, seed)``: the rest, and about ``fraction`` held out.
+
+    The fallback selection slice for a dataset without ``split=select``. A function of the row ids
+    only, so the same rows are held out whatever the partitioning; the two parts are disjoint.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Rows with ``id_col``.
+    fraction : float
+        Share held out, in (0, 1).
+    seed : int
+        Seed of the hash.
+    id_col : str
+        The row key.
+
+    Returns
+    -------
+    (DataFrame, DataFrame)
+        ``(kept, held_out)``.
+    """
+    from pyspark.sql import functions as F
+
+    from gap_spark.ops.frames import hash_uniform
+
+    u = hash_uniform(F.col(id_col), F.lit(int(seed)))
+    return frame.filter(u >= fraction), frame.filter(u < fraction)
+
+
+def _true_class_probability(probability: "Column", label: "Column") -> "Column":
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    return F.element_at(vector_to_array(probability), label.cast("int") + 1)
+
+
+def selection_metrics(predictions: "DataFrame", label_col: str = "label", prediction_col: str = "prediction",
+                      probability_col: str | None = "probability") -> dict[str, Any]:
+    """Rows, accuracy and mean log loss of a model's predictions on the selection slice, in one pass.
+
+    Parameters
+    ----------
+    predictions : DataFrame
+        A fitted classifier's output: the label, its prediction and (optionally) its class
+        probabilities (an ML vector of K values).
+    label_col, prediction_col : str
+        The label and predicted-label columns (numbers in ``[0, K)``).
+    probability_col : str or None
+        The probability vector column; None (or a model without one) leaves ``log_loss`` None.
+
+    Returns
+    -------
+    dict
+        ``rows``, ``accuracy`` and ``log_loss`` (the mean of ``-log max(p_true, 1e-15)``); accuracy and
+        log loss are None when there are no rows.
+    """
+    from pyspark.sql import functions as F
+
+    label = F.col(label_col)
+    aggregates = [F.count(F.lit(1)).alias("rows"),
+                  F.avg((F.col(prediction_col) == label).cast("double")).alias("accuracy")]
+    if probability_col and probability_col in predictions.columns:
+        p_true = _true_class_probability(F.col(probability_col), label)
+        aggregates.append(F.avg(-F.log(F.greatest(p_true.cast("double"), F.lit(LOG_LOSS_FLOOR)))).alias("log_loss"))
+    row = predictions.agg(*aggregates).first()
+    values = row.asDict() if row is not None else {}
+    return {"rows": int(values.get("rows") or 0),
+            "accuracy": None if values.get("accuracy") is None else float(values["accuracy"]),
+            "log_loss": None if values.get("log_loss") is None else float(values["log_loss"])}

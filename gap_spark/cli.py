@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune", action="store_true", default=None, help="grid search before the full fit")
     p.add_argument("--overwrite", action="store_true", default=None, help="replace models already in the run")
 
-    for name in ("evaluate", "shift", "visualize"):
+    for name in ("evaluate", "shift", "explain", "visualize"):
         p = sub.add_parser(name, help=STAGES[name].help)
         _common(p, mlflow=True)
         p.add_argument("--data", help="dataset directory")
@@ -124,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Paths]:
         overrides["paths"].update(data=args.data, run=args.run)
         overrides["train"] = {"models": args.models.split(",") if args.models else None,
                               "overwrite": args.overwrite, "tune": {"enabled": args.tune}}
-    elif cmd in ("evaluate", "shift", "visualize"):
+    elif cmd in ("evaluate", "shift", "explain", "visualize"):
         overrides["paths"].update(data=args.data, run=args.run)
     elif cmd == "report":
         overrides["paths"]["run"] = args.run

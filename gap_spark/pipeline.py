@@ -1,4 +1,4 @@
-"""The whole pipeline, resumable: synth (optional), ingest, train, evaluate, shift, visualize, report.
+"""The whole pipeline, resumable: synth (optional), ingest, train, evaluate, shift, explain, visualize, report.
 
 Each stage's inputs are summarised in a fingerprint (its config section plus the fingerprints of the
 stages it reads). A stage whose completion marker holds the same fingerprint is skipped; a change

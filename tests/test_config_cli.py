@@ -103,7 +103,8 @@ def test_airflow_dag_tasks_match_the_submit_commands():
     finally:
         sys.path.pop(0)
     specs = airflow_dag.task_specs(config_file="/c.yaml", home="/gs")
-    assert [s["task_id"] for s in specs] == ["ingest", "train", "evaluate", "shift", "visualize", "report"]
+    assert [s["task_id"] for s in specs] == ["ingest", "train", "evaluate", "shift", "explain", "visualize",
+                                                     "report"]
     from gap_spark.submit import spark_submit_command
 
     for spec in specs:

@@ -104,7 +104,7 @@ def val_pred(val_output):
 def test_predictions_frame_has_contract_schema(val_pred):
     assert [(f.name, f.dataType.simpleString()) for f in val_pred.schema.fields] == [
         ("row_id", "bigint"), ("label", "int"), ("prediction", "int"), ("top5", "array<int>"),
-        ("confidence", "double"), ("true_prob", "double")]
+        ("confidence", "double"), ("true_prob", "double"), ("entropy", "double")]
 
 
 def test_top5_confidence_and_true_prob_equal_numpy(val_pred, val_local):
@@ -116,6 +116,8 @@ def test_top5_confidence_and_true_prob_equal_numpy(val_pred, val_local):
     assert np.allclose([r["true_prob"] for r in rows], probs[np.arange(len(probs)), val_local["label"]],
                        rtol=0, atol=1e-15)
     assert np.array_equal([r["prediction"] for r in rows], val_local["prediction"])
+    logs = np.log(probs, out=np.zeros_like(probs), where=probs > 0)
+    assert np.allclose([r["entropy"] for r in rows], -(probs * logs).sum(axis=1), rtol=0, atol=1e-12)
 
 
 def test_top_k_indices_breaks_ties_like_a_stable_argsort(spark):
@@ -137,12 +139,16 @@ def test_predictions_frame_on_an_inline_model_output(spark):
         (8, 0, 0.0, Vectors.dense([0.5, 0.5, 0.0])),      # a tie goes to the lower index
         (9, 5, 2.0, Vectors.dense([0.2, 0.1, 0.7])),      # a label outside the vector: true_prob 0
     ], schema)
+    def h(*p: float) -> float:  # entropy in nats, 0 log 0 = 0
+        return float(-sum(q * np.log(q) for q in p if q > 0))
+
     expected = spark.createDataFrame([
-        (7, 2, 1, [1, 2, 0], 0.6, 0.3),
-        (8, 0, 0, [0, 1, 2], 0.5, 0.5),
-        (9, 5, 2, [2, 0, 1], 0.7, 0.0),
-    ], "row_id long, label int, prediction int, top5 array<int>, confidence double, true_prob double")
-    assert_df_equality(pr.predictions_frame(output), expected, ignore_nullable=True)
+        (7, 2, 1, [1, 2, 0], 0.6, 0.3, h(0.1, 0.6, 0.3)),
+        (8, 0, 0, [0, 1, 2], 0.5, 0.5, h(0.5, 0.5)),
+        (9, 5, 2, [2, 0, 1], 0.7, 0.0, h(0.2, 0.1, 0.7)),
+    ], "row_id long, label int, prediction int, top5 array<int>, confidence double, true_prob double, "
+       "entropy double")
+    assert_approx_df_equality(pr.predictions_frame(output), expected, precision=1e-12, ignore_nullable=True)
     top2 = pr.predictions_frame(output, top_k=2).select("row_id", "top5")
     assert_df_equality(top2, spark.createDataFrame([(7, [1, 2]), (8, [0, 1]), (9, [2, 0])],
                                                    "row_id long, top5 array<int>"), ignore_nullable=True)

@@ -14,7 +14,8 @@ from tests.cluster import REPO
 TINY = ["synth.train_rows=1600", "synth.val_rows=800", "synth.v2_rows=800", "synth.dim=16", "synth.classes=8",
         "synth.superclass_size=4", "synth.workers=1", "train.rf.num_trees=4", "train.rf.max_depth=4",
         "train.rf.pca_k=8", "train.lr.max_iter=30", "evaluate.bootstrap_replicates=30",
-        "shift.domain_sample_per_set=400", "shift.domain_pca_k=4",
+        "shift.domain_sample_per_set=400", "shift.domain_pca_k=4", "explain.bootstrap_replicates=30",
+        "explain.domain_max_iter=30", "explain.refit_sample_rows=800", "explain.refit_max_iter=3",
         "visualize.sample_size=300", "visualize.classes=4", "visualize.pca_dims=8"]
 
 
@@ -43,7 +44,7 @@ def test_readme_first_command_end_to_end_then_resume(spark, tmp_path, capsys):
         assert 0 <= metrics["models"][model]["val"]["accuracy"] <= 1
     lr = metrics["models"]["lr"]
     assert lr["val"]["accuracy"] > lr["v2"]["accuracy"]  # the generated shift shows
-    assert (run / "shift.json").exists() and (run / "report.md").exists()
+    assert (run / "shift.json").exists() and (run / "explain.json").exists() and (run / "report.md").exists()
     assert len(list((run / "figures").glob("*.png"))) >= 5
     html = (run / "report.html").read_text()
     assert f"{lr['val']['accuracy'] * 100:.1f}" in html
@@ -59,7 +60,7 @@ def test_readme_first_command_end_to_end_then_resume(spark, tmp_path, capsys):
     partial = run_pipeline(spark, changed, paths)
     status = {s: v["status"] for s, v in partial["stages"].items()}
     assert status == {"synth": "skipped", "ingest": "skipped", "train": "skipped", "evaluate": "done",
-                      "shift": "done", "visualize": "done", "report": "done"}
+                      "shift": "done", "explain": "done", "visualize": "done", "report": "done"}
 
 
 def test_failed_stage_is_named_and_exits_non_zero(spark, tmp_path, capsys):

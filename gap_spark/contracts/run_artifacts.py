@@ -25,6 +25,8 @@ from gap_spark.core import fs
 if TYPE_CHECKING:
     import pandas as pd
 
+    from gap_spark.contracts.explain_outputs import Explain
+
 __all__ = [
     "CONFUSED_COLUMNS", "PER_CLASS_COLUMNS", "PER_SUPERCLASS_COLUMNS", "PNG_SIGNATURE", "FigureEntry",
     "RunArtifacts", "choose_model",
@@ -85,6 +87,8 @@ class RunArtifacts:
     per_class: "pd.DataFrame | None" = None
     confused_pairs: "pd.DataFrame | None" = None
     per_superclass: "pd.DataFrame | None" = None
+    explain: "Explain | None" = None
+    explain_figures: list[tuple[FigureEntry, bytes]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -93,7 +97,7 @@ class RunArtifacts:
 
     def has_anything(self) -> bool:
         return any(x is not None for x in (self.metrics, self.shift, self.figures, self.per_class,
-                                           self.confused_pairs))
+                                           self.confused_pairs, self.explain))
 
 
 def read_optional_json(path: str, expect: type = dict) -> tuple[Any, str | None]:
@@ -230,6 +234,7 @@ def load_run_artifacts(run_dir: RunDir, preferred_model: str | None = None,
     art.metrics = _read_typed(run_dir, run_dir.metrics, parse_metrics, art.problems, "gap-spark evaluate")
     art.shift = _read_typed(run_dir, run_dir.shift, parse_shift, art.problems, "gap-spark shift")
     art.train_summary = _read_typed(run_dir, run_dir.train_summary, parse_train_summary, art.problems, None)
+    _load_explain(art)
     index_name = run_dir.relative(run_dir.figures_index)
     figures, problem = read_optional_json(run_dir.figures_index, expect=list)
     if problem:
@@ -253,6 +258,16 @@ def load_run_artifacts(run_dir: RunDir, preferred_model: str | None = None,
     if figures is not None:
         art.figures = parse_figures_index(figures, index_name, art.problems)
     return art
+
+
+def _load_explain(art: RunArtifacts) -> None:
+    """The explain output and its figures (listed in the file itself, not in the figure index)."""
+    from gap_spark.contracts.explain_outputs import parse_explain  # it imports this module
+
+    art.explain = _read_typed(art.run_dir, art.run_dir.explain, parse_explain, art.problems, "gap-spark explain")
+    if art.explain is not None:
+        art.explain_figures, problems = load_figures(art.run_dir, art.explain.figures)
+        art.problems += problems
 
 
 def load_figures(run_dir: RunDir, entries: Iterable[FigureEntry]) -> tuple[list[tuple[FigureEntry, bytes]],
@@ -291,7 +306,7 @@ def write_figures_index(run_dir: RunDir, entries: Iterable[FigureEntry]) -> None
 
 def report_inputs(run_dir: RunDir, model: str | None) -> list[str]:
     """The run's files a report reads, relative to the run directory, for its footer."""
-    paths = [run_dir.metrics, run_dir.shift, run_dir.train_summary, run_dir.figures_index]
+    paths = [run_dir.metrics, run_dir.shift, run_dir.explain, run_dir.train_summary, run_dir.figures_index]
     if model:
         paths += [run_dir.per_class_csv(model), run_dir.confused_pairs_csv(model)]
         if fs.exists(run_dir.per_superclass_csv(model)):

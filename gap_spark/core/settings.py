@@ -27,6 +27,7 @@ __all__ = [
     "Bounds",
     "ClassesSettings",
     "EvaluateSettings",
+    "ExplainSettings",
     "IngestSettings",
     "LRSettings",
     "LockSettings",
@@ -242,6 +243,8 @@ class SynthSettings:
     v2_extra_hardness: NonNegative
     covariate_shift: NonNegative
     covariate_fraction: Fraction
+    v2_selection: NonNegative
+    v2_selection_kind: Literal["linear", "margin"]
     chunk_rows: Count
     workers: Count
 
@@ -398,6 +401,34 @@ class ShiftSettings:
 
 
 @dataclass(frozen=True)
+class ExplainSettings:
+    domain_folds: Annotated[int, Bounds(ge=2)]
+    domain_pca_k: Count | None
+    domain_reg_param: NonNegative
+    domain_max_iter: Count
+    domain_scores: bool
+    domain_score_bins: Annotated[int, Bounds(ge=2)]
+    clip_quantile: Annotated[float, Bounds(gt=0.5, le=1)]
+    bootstrap_replicates: Annotated[int, Bounds(ge=20)]
+    seed: Seed
+    score_bins: Annotated[int, Bounds(ge=10, le=1000)]
+    calibration_bins: Annotated[int, Bounds(ge=2)]
+    mitigations: tuple[Literal["adabn", "coral", "importance_weighted", "class_balanced"], ...]
+    coral_shrinkage: NonNegative
+    refit_models: tuple[str, ...]
+    refit_sample_rows: Count
+    refit_max_iter: Count
+    top_classes: Count
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mitigations", tuple(dict.fromkeys(self.mitigations)))
+        _require(self.calibration_bins <= self.score_bins,
+                 "explain.calibration_bins must not exceed explain.score_bins")
+        names = tuple(dict.fromkeys(m.strip().lower() for m in self.refit_models if m.strip()))
+        object.__setattr__(self, "refit_models", names)
+
+
+@dataclass(frozen=True)
 class VisualizeSettings:
     sample_size: Annotated[int, Bounds(ge=8)]
     classes: Count
@@ -449,6 +480,7 @@ class Settings:
     train: TrainSettings
     evaluate: EvaluateSettings
     shift: ShiftSettings
+    explain: ExplainSettings
     visualize: VisualizeSettings
     report: ReportSettings
     classes: ClassesSettings

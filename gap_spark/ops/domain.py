@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.sql import Column, DataFrame
 
-__all__ = ["balanced_sample", "cross_validated_scores", "delong_interval", "domain_auc"]
+__all__ = ["balanced_sample", "cross_validated_scores", "delong_interval", "domain_auc", "domain_pipeline"]
 
 FEATURES_COL = "features"
 LABEL_COL = "label"
@@ -137,7 +137,9 @@ def _take_quotas(both: "DataFrame", quotas: dict[int, int], seed: int) -> "DataF
     return both.select(FEATURES_COL, LABEL_COL, "stratum", "stratum_rank")
 
 
-def _domain_pipeline(pca_k: int | None, reg_param: float, max_iter: int) -> "Pipeline":
+def domain_pipeline(pca_k: int | None, reg_param: float, max_iter: int) -> "Pipeline":
+    """The unfitted classifier: ``vector`` standardised (then ``pca_k`` components), L2 logistic regression
+    of ``label`` (also the explain stage's density ratio)."""
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.feature import PCA, StandardScaler
@@ -179,7 +181,7 @@ def cross_validated_scores(data: "DataFrame", folds: int, pca_k: int | None, reg
     scored = None
     coefficients = []
     for fold in range(folds):
-        model = _domain_pipeline(pca_k, reg_param, max_iter).fit(data.filter(F.col("fold") != fold))
+        model = domain_pipeline(pca_k, reg_param, max_iter).fit(data.filter(F.col("fold") != fold))
         classifier = cast("LogisticRegressionModel", model.stages[-1])
         coefficients.append(classifier.coefficients.toArray())
         held_out = model.transform(data.filter(F.col("fold") == fold)).select(

@@ -18,7 +18,26 @@ The shift knobs (all zero: V2 is a fresh sample of val's distribution):
 - ``v2_extra_hardness``: V2 uses ``h + v2_extra_hardness``: its samples sit nearer their neighbours,
   so accuracy and confidence drop;
 - ``covariate_shift`` and ``covariate_fraction``: a fixed subset of that fraction of the features is
-  moved in V2 by ``covariate_shift`` within-class standard deviations.
+  moved in V2 by ``covariate_shift`` within-class standard deviations;
+- ``v2_selection`` (``s``) with ``v2_selection_kind``: a pure covariate shift, as a replication's
+  selection bias (Engstrom et al. 2020). V2's candidates are drawn from V2's process above (val's when
+  the other knobs are zero) with labels uniform over the classes, and each is kept with probability
+  ``sigmoid(s * (u(x) - 1))``, a function of its features only, until the chunk is full. So
+  ``p(y | x)`` is exactly that of the candidates, while ``p(x)`` and, through it, the class frequencies
+  change. ``u`` is standardised (mean 0, sd 1 over val's process, from a fixed pilot sample):
+
+  * ``linear``: a fixed random unit projection ``a . x``. ``log p_v2(x) / p_val(x)`` is then almost
+    linear in x, so a linear domain classifier can represent it. In this world it moves accuracy little:
+    along the segment between two classes a linear score rises towards one end, so it favours the hard
+    rows of one class exactly as it disfavours those of the other; it mostly changes the class mix and
+    makes the remaining rows slightly *easier*.
+  * ``margin``: ``-log(d2 - d1)``, where ``d1 <= d2`` are the two smallest squared distances to the class
+    centres: it keeps the ambiguous rows between two classes, so V2 becomes harder, by a shift that is
+    not linear in x (a domain classifier needs the model's confidence, not the features alone, to see it).
+
+  With ``v2_selection = 0`` nothing of this runs and the files are byte-identical to the generator's
+  without the knob; the selection's geometry comes from its own random stream, so train and val never
+  change with it.
 
 Rows are produced in chunks, each from its own seed ``(seed, split, chunk)`` (:func:`chunk_rng`), so the
 output is the same for a given seed whatever the number of worker processes. Everything here is pure
@@ -45,6 +64,8 @@ __all__ = [
 TRAIN_MIN_PER_CLASS, TRAIN_MAX_PER_CLASS = 732, 1300
 SUPER_SPREAD, CLASS_SPREAD, NOISE_SPREAD = 1.0, 0.6, 0.6
 _SPLIT_ID = {"train": 1, "val": 2, "v2": 3}
+# The selection's own random stream (direction and pilot), and the pilot's size.
+_SELECTION_STREAM, _PILOT_ROWS = 9, 8192
 # One chunk of a split: (split, chunk number, index of its first row, its labels).
 ChunkJob = tuple[str, int, int, np.ndarray]
 
@@ -67,12 +88,15 @@ def generator_spec(settings: SynthSettings) -> dict[str, Any]:
             "dim": settings.dim, "classes": settings.classes, "seed": settings.seed,
             "superclass_size": settings.superclass_size, "hardness": settings.hardness,
             "v2_extra_hardness": settings.v2_extra_hardness, "covariate_shift": settings.covariate_shift,
-            "covariate_fraction": settings.covariate_fraction}
+            "covariate_fraction": settings.covariate_fraction,
+            # The selection knob is recorded only when on, so specs without it stay as they were.
+            **({"v2_selection": settings.v2_selection, "v2_selection_kind": settings.v2_selection_kind}
+               if settings.v2_selection > 0 else {})}
 
 
 def without_shift(settings: SynthSettings) -> SynthSettings:
     """The same settings with the shift knobs at zero: V2 becomes a fresh sample of val's distribution."""
-    return dataclasses.replace(settings, v2_extra_hardness=0.0, covariate_shift=0.0)
+    return dataclasses.replace(settings, v2_extra_hardness=0.0, covariate_shift=0.0, v2_selection=0.0)
 
 
 class World:
@@ -105,6 +129,39 @@ class World:
             self.v2_offset[self.shifted_features] = signs * spec.covariate_shift * NOISE_SPREAD * unit
         self.wnids = imagenet_wnids(k)  # ImageNet's real ids, the first K in the standard order
         self.train_base_counts = _train_base_counts(k, rng)
+        self.selection_direction = np.zeros(d)
+        self.selection_centre, self.selection_scale, self.selection_rate = 0.0, 1.0, 1.0
+        if spec.v2_selection > 0:
+            self._fit_selection()
+
+    def _fit_selection(self) -> None:
+        """The selection's direction, and u's mean and sd over val's process (a pilot from its own stream)."""
+        rng = np.random.default_rng([self.spec.seed, _SELECTION_STREAM])
+        direction = rng.standard_normal(self.spec.dim)
+        self.selection_direction = direction / np.linalg.norm(direction)
+        labels = rng.integers(0, self.spec.classes, size=_PILOT_ROWS)
+        u = self.selection_score(self.sample("val", labels, rng))
+        self.selection_centre, self.selection_scale = float(u.mean()), float(u.std()) or 1.0
+        self.selection_rate = float(self.keep_probability(self.sample("val", labels, rng)).mean())
+
+    def selection_score(self, x: np.ndarray) -> np.ndarray:
+        """``u`` before standardising: the projection (``linear``) or minus the log margin (``margin``)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.spec.v2_selection_kind == "linear":
+            return np.asarray(x @ self.selection_direction)
+        means = self.means.astype(np.float64)
+        norms = (means ** 2).sum(axis=1)
+        out = np.empty(len(x))
+        for start in range(0, len(x), 4096):  # n x K distances, a block at a time
+            part = norms[None, :] - 2.0 * (x[start:start + 4096] @ means.T)  # |x - mu|^2 - |x|^2
+            two = np.partition(part, 1, axis=1)[:, :2]
+            out[start:start + 4096] = -np.log(np.abs(two[:, 1] - two[:, 0]) + 1e-12)
+        return out
+
+    def keep_probability(self, x: np.ndarray) -> np.ndarray:
+        """The probability that V2 keeps a candidate with features ``x``: ``sigmoid(s * (u - 1))``."""
+        u = (self.selection_score(x) - self.selection_centre) / self.selection_scale
+        return np.asarray(1.0 / (1.0 + np.exp(-self.spec.v2_selection * (u - 1.0))))
 
     def hardness(self, split: str) -> float:
         """The spread ``h`` of the fraction ``t`` towards the neighbour, for ``split``."""
@@ -137,6 +194,25 @@ class World:
         if split == "v2" and self.shifted_features.size:
             x += self.v2_offset
         return np.asfortranarray(x)
+
+    def rows(self, split: str, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The labels and features of one chunk: :meth:`sample` for ``labels``, except V2 under selection.
+
+        With ``v2_selection > 0``, V2's chunk keeps ``len(labels)`` candidates (their own labels, uniform
+        over the classes) out of as many batches as it takes; the given labels fix only the count.
+        """
+        if split != "v2" or self.spec.v2_selection <= 0:
+            return labels, self.sample(split, labels, rng)
+        need, kept_y, kept_x = len(labels), [], []
+        while need > 0:
+            batch = max(256, int(2 * need / max(self.selection_rate, 1e-3)))
+            y = rng.integers(0, self.spec.classes, size=batch)
+            x = self.sample("v2", y, rng)
+            keep = rng.random(batch) < self.keep_probability(x)
+            kept_y.append(y[keep][:need])
+            kept_x.append(x[keep][:need])
+            need -= len(kept_y[-1])
+        return np.concatenate(kept_y), np.asfortranarray(np.vstack(kept_x))
 
     def paths(self, split: str, labels: np.ndarray, index: np.ndarray) -> list[str]:
         """Image paths named like the real files' (ImageNet train and val, ImageNetV2's class folders)."""
@@ -240,7 +316,7 @@ def chunk_csv(world: World, job: ChunkJob) -> bytes:
     import pyarrow.csv as pacsv
 
     split, chunk_no, start, labels = job
-    x = world.sample(split, labels, chunk_rng(world.spec.seed, split, chunk_no))
+    labels, x = world.rows(split, labels, chunk_rng(world.spec.seed, split, chunk_no))
     index = np.arange(start, start + len(labels), dtype=np.int64)
     columns: dict[str, Any] = {"": index, "path": world.paths(split, labels, index), "label": labels.astype(np.int64)}
     columns.update({str(j): x[:, j] for j in range(world.spec.dim)})

@@ -25,7 +25,7 @@ __all__ = [
 EVAL_SETS = ("val", "v2")
 HOLDOUT_SET = "train_holdout"
 TOP_K = 5
-PREDICTION_COLUMNS = ("row_id", "label", "prediction", "top5", "confidence", "true_prob")
+PREDICTION_COLUMNS = ("row_id", "label", "prediction", "top5", "confidence", "true_prob", "entropy")
 
 
 def top_k_indices(frame: "DataFrame", array_col: str, k: int, out_col: str) -> "DataFrame":
@@ -86,7 +86,8 @@ def predictions_frame(model_output: "DataFrame", top_k: int = TOP_K) -> "DataFra
         ``row_id long, label int, prediction int, top5 array<int>`` (class indices by decreasing
         probability, ties to the lower index), ``confidence double`` (the largest probability) and
         ``true_prob double`` (the probability given to the true label; 0 when the label is outside
-        the vector).
+        the vector) and ``entropy double`` (``-sum p log p`` in nats over the whole vector, 0 log 0 = 0:
+        the label-free estimators read it).
     """
     from pyspark.ml.functions import vector_to_array
 
@@ -103,6 +104,8 @@ def predictions_frame(model_output: "DataFrame", top_k: int = TOP_K) -> "DataFra
         F.array_max(probs).cast("double").alias("confidence"),
         F.coalesce(F.when(F.col("label") >= 0, F.try_element_at(F.col(probs), F.col("label") + 1)),
                    F.lit(0.0)).cast("double").alias("true_prob"),
+        F.aggregate(probs, F.lit(0.0), lambda acc, p: acc - F.when(p > 0, p * F.log(p)).otherwise(F.lit(0.0)))
+        .cast("double").alias("entropy"),
     )
 
 

@@ -1,6 +1,7 @@
 """The report as a document: cards, notes, findings, figures and tables, in the order they are shown."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from gap_spark.present.content import (
     per_class_sentences,
     superclass_sentences,
 )
+from gap_spark.present.explain_content import explain_blocks
 from gap_spark.present.format import count, fmt, interval, pct, points
 from gap_spark.present.tables import (
     accuracy_rows,
@@ -159,6 +161,10 @@ def build_document(art: RunArtifacts, figures: Sequence[FigureBlock], problems: 
     blocks += _headline(art)
     blocks.append(Heading("What shifts between val and v2", "shift"))
     blocks += _shift(art)
+    blocks.append(Heading("Where the gap comes from", "explain"))
+    explained = figure_blocks(art.run_dir, art.explain_figures)
+    blocks += explain_blocks(art.explain, explained, art.model, top_rows, art.run_dir.relative(art.run_dir.explain))
+    figures = [dataclasses.replace(f, number=f.number + len(explained)) for f in figures]
     blocks.append(Heading("Figures", "figures"))
     blocks += list(figures) or [Paragraph("No figures in this run (run `gap-spark visualize`).")]
     blocks.append(Heading("Tables", "tables"))

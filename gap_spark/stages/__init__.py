@@ -57,10 +57,12 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           ("ingest", "train"), ("evaluate", "classes"), ("run",)),
     Stage("shift", "measure the shift between val and v2 (train vs val as control)", True,
           ("ingest", "evaluate"), ("shift",), ("run",)),
+    Stage("explain", "split the gap into label mix, covariate shift and residual; estimate v2 accuracy "
+          "without labels; measure mitigations", True, ("ingest", "evaluate", "shift"), ("explain",), ("run",)),
     Stage("visualize", "sample, embed with UMAP and t-SNE, and draw the figures", True,
           ("ingest", "evaluate", "shift"), ("visualize",), ("run",)),
     Stage("report", "write report.html and report.md from a run", False,
-          ("train", "evaluate", "shift", "visualize"), ("report",), ("run",)),
+          ("train", "evaluate", "shift", "explain", "visualize"), ("report",), ("run",)),
 )}
 PIPELINE_STAGES = tuple(STAGES)
 

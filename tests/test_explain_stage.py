@@ -1,0 +1,130 @@
+"""The explain stage end to end on the shared tiny dataset, its typed loader, and its report section."""
+from __future__ import annotations
+
+import pytest
+
+from gap_spark.contracts.explain_outputs import parse_explain
+from gap_spark.contracts.run import RunDir
+from gap_spark.core import fs
+from gap_spark.core.errors import GapSparkError
+from tests.conftest import config_and_paths
+
+FAST = {"train.models": "lr", "train.lr.max_iter": 30, "evaluate.bootstrap_replicates": 50,
+        "explain.bootstrap_replicates": 50, "explain.domain_max_iter": 30, "explain.refit_sample_rows": 800,
+        "explain.refit_max_iter": 3}
+ESTIMATORS = {"ac", "doc", "atc_confidence", "atc_negentropy", "importance_weighted", "calibrated"}
+
+
+@pytest.fixture(scope="module")
+def explained(spark, tiny_dataset, tmp_path_factory):
+    """train, evaluate and explain on the tiny dataset (8 classes, 16 features, 1600/800/800 rows)."""
+    from gap_spark.stages.evaluate import run_evaluate
+    from gap_spark.stages.explain import run_explain
+    from gap_spark.stages.train import run_train
+
+    root = tmp_path_factory.mktemp("explain")
+    config, paths = config_and_paths(root, **{"paths.data": tiny_dataset, **FAST})
+    run_train(spark, config, paths)
+    metrics = run_evaluate(spark, config, paths)
+    doc = run_explain(spark, config, paths)
+    return config, paths, metrics, doc
+
+
+@pytest.mark.slow
+def test_stage_writes_explain_json_consistent_with_evaluate(explained):
+    _, paths, metrics, doc = explained
+    assert fs.read_json(paths.run_dir.explain) == doc
+    assert set(doc["models"]) == {"lr"}
+    for name, block in doc["models"].items():
+        parts = {k: v["value"] for k, v in block["parts"].items()}
+        assert parts["label_mix"] + parts["covariate"] + parts["residual"] == pytest.approx(parts["gap"], abs=1e-9)
+        gap = metrics["models"][name]["gap"]
+        # The same bootstrap draws as evaluate (same seed and replicates): the same gap and interval.
+        assert parts["gap"] == pytest.approx(100 * gap["accuracy"], abs=1e-9)
+        assert block["parts"]["gap"]["ci95"] == pytest.approx([100 * v for v in gap["ci95"]], abs=1e-9)
+        assert set(block["estimators"]) == ESTIMATORS
+        truth = metrics["models"][name]["v2"]["accuracy"]
+        assert all(e["truth"] == pytest.approx(truth) for e in block["estimators"].values())
+        assert block["weights"]["rows"] == 800 and 0 < block["weights"]["ess_fraction"] <= 1
+        assert block["per_class"]["classes"] == 8
+        assert block["mitigations"]["adabn"]["v2"]["before"]["value"] == pytest.approx(truth)
+    lr = doc["models"]["lr"]["mitigations"]
+    assert set(lr) == {"adabn", "coral", "importance_weighted", "class_balanced"}
+    refit = lr["importance_weighted"]["refit"]
+    assert 700 <= refit["sample_rows"] <= 800 and refit["weights"]["rows"] == refit["sample_rows"]
+    for block in lr.values():
+        assert block["v2_verdict"] in ("better", "worse", "no measurable change")
+    assert doc["weights"]["features"]["inputs"] == "features"
+    assert doc["bootstrap"]["fixed"].startswith("the models") and doc["bootstrap"]["replicates"] == 50
+
+
+@pytest.mark.slow
+def test_figures_and_report_section(spark, explained):
+    from gap_spark.stages.report import run_report
+
+    config, paths, _, doc = explained
+    files = [entry["file"] for entry in doc["figures"]]
+    assert files == ["explain_waterfall.png", "explain_mitigations.png"]
+    for name in files:
+        assert fs.read_bytes(paths.run_dir.figure(name)).startswith(b"\x89PNG")
+    summary = run_report(None, config, paths)
+    html = fs.read_text(paths.run_dir.report_html)
+    assert "Where the gap comes from" in html and "Engstrom et al. (2020" in html
+    assert "Mitigations before and after" in html and "calibrated confidence (CBPE-style)" in html
+    assert not any("explain" in p for p in summary["missing"])
+    assert "Where the gap comes from" in fs.read_text(paths.run_dir.report_md)
+
+
+def test_predictions_without_entropy_are_refused(spark, prediction_frame, tmp_path):
+    from gap_spark.stages.explain import _predictions
+
+    run_dir = RunDir(str(tmp_path))
+    for split in ("val", "v2"):
+        prediction_frame([0, 1], [0, 1]).write.parquet(fs.to_spark_uri(run_dir.predictions("lr", split)))
+    with pytest.raises(GapSparkError, match="lack entropy"):
+        _predictions(spark, run_dir, "lr")
+    with pytest.raises(GapSparkError, match="run `gap-spark evaluate` first"):
+        _predictions(spark, run_dir, "rf")
+
+
+def test_loader_keeps_what_parses_and_notes_the_rest():
+    problems: list[str] = []
+    data = {"models": {"lr": {"parts": {"gap": {"value": 6.4, "ci95": [5.0, "x"]}, "covariate": 3},
+                              "estimators": {"ac": {"estimate": 0.8, "covers_truth": True}, "doc": 1},
+                              "mitigations": {"coral": {"v2": {"change": {"value": 0.01, "ci95": [0, 0.02]}}}}},
+                       "rf": "oops"},
+            "figures": [{"file": "explain_waterfall.png", "title": "W"}, {"title": "no file"}],
+            "warnings": ["few rows"], "bootstrap": {"replicates": 200}}
+    explain = parse_explain(data, "explain.json", problems)
+    lr = explain.models["lr"]
+    assert lr.parts["gap"].value == 6.4 and lr.parts["gap"].ci95 is None and "covariate" not in lr.parts
+    assert lr.estimators["ac"].estimate == 0.8 and lr.estimators["ac"].covers_truth is True
+    assert lr.mitigations["coral"].v2["change"].ci95 == (0.0, 0.02) and lr.per_class is None
+    assert [f.file for f in explain.figures] == ["explain_waterfall.png"] and explain.warnings == ("few rows",)
+    assert len(problems) == 3  # rf, estimators.doc and the figure without a file
+
+
+def test_section_reads_as_sentences_from_the_numbers():
+    from gap_spark.present.explain_content import explain_blocks, explain_sentences
+
+    est = {"estimate": 0.81, "ci95": [0.8, 0.82], "truth": 0.8, "error": 0.01, "abs_error": 0.01,
+           "error_ci95": [0.0, 0.02], "covers_truth": True}
+    change = {"value": 0.0, "ci95": [-0.01, 0.01]}
+    data = {"models": {"lr": {
+        "accuracy": {"val": {"value": 0.9}, "v2": {"value": 0.8}},
+        "parts": {"gap": {"value": 10.0, "ci95": [8.0, 12.0]}, "label_mix": {"value": 0.5, "ci95": [0, 1]},
+                  "covariate": {"value": 1.5, "ci95": [1, 2]}, "residual": {"value": 8.0, "ci95": [6, 10]}},
+        "estimators": {"ac": est, "doc": {**est, "estimate": 0.85, "error": 0.05, "abs_error": 0.05}},
+        "weights": {"inputs": "features+scores", "auc": 0.7, "rows": 500, "ess": 40, "ess_fraction": 0.08,
+                    "top1_share": 0.2, "ess_warning": True},
+        "mitigations": {"coral": {"v2": {"change": change}, "gap_points": {"change": change},
+                                  "v2_verdict": "no measurable change"}}}},
+        "bootstrap": {"replicates": 200, "resampled": "the rows", "fixed": "the models"}}
+    text = " ".join(explain_sentences(parse_explain(data, "explain.json", [])))
+    assert "Of the 10.0 points ([8.0, 12.0]) gap of logistic regression (lr)" in text
+    assert "Most of it (80%) is residual" in text and "under 10%" in text
+    assert "closest estimate of v2's accuracy (80.0%) is average confidence (AC), 81.0%" in text
+    assert "CORAL: v2 accuracy changes by 0.0 points" in text and "it does not help measurably" in text
+    assert "3.6 ± 1.5 points remain unexplained" in text and "not as a result of this run" in text
+    blocks = explain_blocks(None, [], None, 5, "explain.json")
+    assert "explain.json is missing" in blocks[0].text  # type: ignore[union-attr]

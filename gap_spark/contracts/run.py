@@ -26,7 +26,19 @@ from dataclasses import dataclass
 
 from gap_spark.core import fs
 
-__all__ = ["RunDir"]
+__all__ = ["EXPLAIN_FIGURES", "VISUALIZE_FIGURES", "RunDir"]
+
+# The file name of each figure in RUN_DIR/figures/, by the key its stage draws it under.
+VISUALIZE_FIGURES = {
+    "by_set": "embedding_by_set.png",
+    "by_class": "embedding_by_class.png",
+    "density": "embedding_density_diff.png",
+    "features": "feature_shifts.png",
+    "per_class": "per_class_accuracy.png",
+    "reliability": "reliability.png",
+    "pairs": "confused_pairs.png",
+}
+EXPLAIN_FIGURES = {"waterfall": "explain_waterfall.png", "mitigations": "explain_mitigations.png"}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The values come from ``defaults.yaml`` merged with the user's file and overrides (:mod:`.config`);
 the dataclasses hold no defaults of their own, so every default is written in one place. One checker,
-:func:`build`, reads each field's annotation (``int``, ``float``, ``bool``, ``str``, ``X | None``,
+:func:`~gap_spark.core.checks.build` (in :mod:`.checks`), reads each field's annotation (``int``, ``float``, ``bool``, ``str``, ``X | None``,
 ``Literal[...]``, ``tuple[X, ...]``, ``dict[str, str]`` or a nested section) and the bounds in its
 ``Annotated`` metadata (:class:`Bounds`), and refuses a wrong value with one line that names the key:
 
@@ -15,13 +15,11 @@ Rules that tie two keys together live in the section's ``__post_init__``.
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_type_hints
 
-from gap_spark.core.errors import ConfigError
+from gap_spark.core.checks import Bounds, Count, Fraction, NonNegative, Positive, Seed, build, require
 
 __all__ = [
     "Bounds",
@@ -54,150 +52,6 @@ ParquetCodec = Literal["snappy", "gzip", "zstd", "lz4", "brotli", "none", "uncom
 STORAGE_LEVELS: tuple[str, ...] = get_args(StorageLevelName)
 FEATURE_SUBSET_STRATEGIES = ("auto", "all", "onethird", "sqrt", "log2")
 FULL_ROWS = {"train": 1_281_167, "val": 50_000, "v2": 10_000}
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """``Annotated`` metadata: the value (or every element of a tuple) must lie within these bounds."""
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-
-
-Count = Annotated[int, Bounds(ge=1)]
-Seed = Annotated[int, Bounds(ge=0)]
-NonNegative = Annotated[float, Bounds(ge=0)]
-Positive = Annotated[float, Bounds(gt=0)]
-Fraction = Annotated[float, Bounds(ge=0, le=1)]
-
-
-# --------------------------------------------------------------------------------------------------
-# The checker
-# --------------------------------------------------------------------------------------------------
-
-def _type_name(hint: Any) -> str:
-    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
-
-
-def _is_optional(hint: Any) -> tuple[bool, Any]:
-    if get_origin(hint) in (Union, types.UnionType):
-        args = [a for a in get_args(hint) if a is not type(None)]
-        if len(args) == 1 and len(get_args(hint)) == 2:
-            return True, args[0]
-    return False, hint
-
-
-def _scalar(value: Any, hint: Any, key: str) -> Any:
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, str):
-            try:  # YAML 1.1 reads 1e-6 (no dot) as a string
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
-        return value
-    raise TypeError(f"settings: no checker for {hint!r} ({key})")  # a bug in a dataclass, not user input
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    if get_origin(hint) is Annotated:
-        base, *extras = get_args(hint)
-        value = _coerce(value, base, key)
-        for bounds in extras:
-            if isinstance(bounds, Bounds):
-                _check_bounds(value, bounds, key)
-        return value
-    optional, inner = _is_optional(hint)
-    if optional:
-        return None if value is None else _coerce(value, inner, key)
-    if get_origin(hint) in (Union, types.UnionType):  # X | Y: the first member the value fits
-        for member in get_args(hint):
-            try:
-                return _coerce(value, member, key)
-            except ConfigError:
-                continue
-        names = " or ".join(_type_name(m) for m in get_args(hint))
-        raise ConfigError(f"config key '{key}' must be {names}, got {value!r}")
-    if value is None:
-        raise ConfigError(f"config key '{key}' must be set, got null")
-    if dataclasses.is_dataclass(hint):
-        return build(hint, value, key)  # type: ignore[arg-type]
-    origin = get_origin(hint)
-    if origin is Literal:
-        choices = get_args(hint)
-        if isinstance(value, str) and value.strip().lower() in [str(c).lower() for c in choices]:
-            return next(c for c in choices if str(c).lower() == value.strip().lower())
-        raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, choices))}, got {value!r}")
-    if origin is tuple:
-        element = get_args(hint)[0]
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
-        return tuple(_coerce(v, element, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
-    return _scalar(value, hint, key)
-
-
-def _check_bounds(value: Any, bounds: Bounds, key: str) -> None:
-    checks = ((bounds.ge, ">=", lambda v, b: v >= b), (bounds.gt, ">", lambda v, b: v > b),
-              (bounds.le, "<=", lambda v, b: v <= b), (bounds.lt, "<", lambda v, b: v < b))
-    for limit, sign, holds in checks:
-        if limit is not None and not holds(value, limit):
-            raise ConfigError(f"config key '{key}' must be {sign} {limit:g}, got {value!r}")
-
-
-def build(cls: type, data: Any, prefix: str) -> Any:
-    """An instance of the settings dataclass ``cls`` from the mapping ``data``, every value checked.
-
-    Parameters
-    ----------
-    cls : type
-        A frozen dataclass of this module.
-    data : mapping
-        The config section (defaults already merged in).
-    prefix : str
-        The section's dotted key, for messages.
-
-    Raises
-    ------
-    ConfigError
-        One line naming the first key whose value is missing, of the wrong type or out of bounds.
-    """
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"config key '{prefix}' is a section and needs a mapping, got {data!r}")
-    hints = get_type_hints(cls, include_extras=True)
-    values = {}
-    for f in dataclasses.fields(cls):
-        key = f"{prefix}.{f.name}"
-        if f.name not in data:
-            raise ConfigError(f"config key '{key}' is missing")
-        values[f.name] = _coerce(data[f.name], hints[f.name], key)
-    return cls(**values)
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,11 +164,11 @@ class RFSettings:
                 ok = float(strategy) > 0
             except ValueError:
                 ok = False
-            _require(ok, f"train.rf.feature_subset_strategy must be one of {FEATURE_SUBSET_STRATEGIES}, "
+            require(ok, f"train.rf.feature_subset_strategy must be one of {FEATURE_SUBSET_STRATEGIES}, "
                          f"a fraction in (0, 1] or a count, got {self.feature_subset_strategy!r}")
         object.__setattr__(self, "feature_subset_strategy", strategy)
         ci = self.checkpoint_interval
-        _require(ci is None or ci == -1 or ci >= 1,
+        require(ci is None or ci == -1 or ci >= 1,
                  f"train.rf.checkpoint_interval must be -1 (off) or >= 1, got {ci!r}")
 
 
@@ -367,7 +221,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         names = tuple(dict.fromkeys(m.strip().lower() for m in self.models if m.strip()))
-        _require(bool(names), "train.models is empty: name at least one model")
+        require(bool(names), "train.models is empty: name at least one model")
         object.__setattr__(self, "models", names)
 
 
@@ -396,7 +250,7 @@ class ShiftSettings:
     train_control_fraction: Annotated[float, Bounds(gt=0, le=1)]
 
     def __post_init__(self) -> None:
-        _require(self.domain_sample_per_set >= 10 * self.domain_folds,
+        require(self.domain_sample_per_set >= 10 * self.domain_folds,
                  "shift.domain_sample_per_set must be at least 10 x shift.domain_folds")
 
 
@@ -422,7 +276,7 @@ class ExplainSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mitigations", tuple(dict.fromkeys(self.mitigations)))
-        _require(self.calibration_bins <= self.score_bins,
+        require(self.calibration_bins <= self.score_bins,
                  "explain.calibration_bins must not exceed explain.score_bins")
         names = tuple(dict.fromkeys(m.strip().lower() for m in self.refit_models if m.strip()))
         object.__setattr__(self, "refit_models", names)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gap_spark.contracts.dataset import manifest_summary, read_manifest, read_split
 from gap_spark.contracts.explain_outputs import parse_explain
+from gap_spark.contracts.run import EXPLAIN_FIGURES
 from gap_spark.contracts.run_artifacts import FigureEntry
 from gap_spark.core import fs
 from gap_spark.core.errors import DatasetError, GapSparkError
@@ -44,7 +45,7 @@ __all__ = ["FIGURE_FILES", "run_explain"]
 
 log = logging.getLogger(__name__)
 
-FIGURE_FILES = {"waterfall": "explain_waterfall.png", "mitigations": "explain_mitigations.png"}
+FIGURE_FILES = EXPLAIN_FIGURES
 
 
 def run_explain(spark: "SparkSession", config: "Config", paths: "Paths") -> dict[str, Any]:
@@ -75,15 +76,7 @@ def run_explain(spark: "SparkSession", config: "Config", paths: "Paths") -> dict
     started = time.time()
     settings = config.settings.explain
     run_dir = paths.run_dir
-    manifest = read_manifest(paths.data)
-    classes = manifest.get("classes")
-    if not isinstance(classes, int) or classes < 2:
-        raise DatasetError(f"the manifest of {paths.data} does not give the number of classes")
-    models = load_models(run_dir)
-    if not models:
-        raise GapSparkError(f"no models in {run_dir.models}: run `gap-spark train` and `gap-spark evaluate` first")
-    for name, model in models.items():
-        check_model_matches_dataset(name, model, manifest)
+    manifest, classes, models = _models_and_manifest(paths)
     predictions = {name: _predictions(spark, run_dir, name) for name in models}
     sets = {split: read_split(spark, paths.data, split, manifest) for split in EVAL_SETS}
     train = read_split(spark, paths.data, "train", manifest) if "train" in manifest.get("splits", {}) else None
@@ -114,6 +107,21 @@ def run_explain(spark: "SparkSession", config: "Config", paths: "Paths") -> dict
     fs.write_json(run_dir.explain, doc)
     log.info("explain: wrote %s (%.1f s)", run_dir.explain, doc["seconds"])
     return doc
+
+
+def _models_and_manifest(paths: "Paths") -> tuple[dict[str, Any], int, dict[str, "PipelineModel"]]:
+    """The dataset's manifest, its number of classes and the run's models, each checked against it."""
+    manifest = read_manifest(paths.data)
+    classes = manifest.get("classes")
+    if not isinstance(classes, int) or classes < 2:
+        raise DatasetError(f"the manifest of {paths.data} does not give the number of classes")
+    models = load_models(paths.run_dir)
+    if not models:
+        raise GapSparkError(
+            f"no models in {paths.run_dir.models}: run `gap-spark train` and `gap-spark evaluate` first")
+    for name, model in models.items():
+        check_model_matches_dataset(name, model, manifest)
+    return manifest, classes, models
 
 
 def _predictions(spark: "SparkSession", run_dir: "RunDir", name: str) -> dict[str, "DataFrame"]:
@@ -165,7 +173,7 @@ def _warnings(weights: dict[str, dict[str, Any]]) -> list[str]:
 def _figures(run_dir: "RunDir", doc: dict[str, Any]) -> list[dict[str, str]]:
     """Draw the waterfall and the mitigations from the document's own numbers; their index entries."""
     problems: list[str] = []
-    typed = parse_explain(fs.json_safe(doc), "explain.json", problems)
+    typed = parse_explain(fs.json_safe(doc), run_dir.relative(run_dir.explain), problems)
     titles = {name: model_title(name) for name in typed.models}
     entries = []
     for key, drawn in (("waterfall", waterfall_figure(typed.models, titles)),

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gap_spark.contracts.dataset import manifest_summary, read_dataset
-from gap_spark.contracts.run import RunDir
+from gap_spark.contracts.run import VISUALIZE_FIGURES, RunDir
 from gap_spark.contracts.run_artifacts import (
     FigureEntry,
     RunArtifacts,
@@ -49,16 +49,7 @@ __all__ = ["FIGURE_FILES", "FIGURE_KINDS", "figure_class_names", "run_visualize"
 log = logging.getLogger(__name__)
 
 SETS = ("val", "v2")
-# The file name of each figure in the run's figures folder.
-FIGURE_FILES = {
-    "by_set": "embedding_by_set.png",
-    "by_class": "embedding_by_class.png",
-    "density": "embedding_density_diff.png",
-    "features": "feature_shifts.png",
-    "per_class": "per_class_accuracy.png",
-    "reliability": "reliability.png",
-    "pairs": "confused_pairs.png",
-}
+FIGURE_FILES = VISUALIZE_FIGURES
 # The plots_base.SIZES kind of each figure, so its pixel size is known.
 FIGURE_KINDS = {"by_set": "embedding", "by_class": "embedding", "density": "embedding", "features": "bars",
                 "per_class": "scatter", "reliability": "reliability", "pairs": "pairs"}

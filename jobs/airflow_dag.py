@@ -1,9 +1,11 @@
-"""Example Airflow DAG: one SparkSubmitOperator per gap-spark stage, run nightly on the real CSVs.
+"""Example Airflow DAG: one SparkSubmitOperator per gap-spark stage, run weekly on the real CSVs.
 
 Copy this file into Airflow's dags/ folder and set the Airflow Variables below (or edit the defaults).
-Each task is `spark-submit jobs/<stage>.py --config CONFIG`: a stage whose inputs did not change is
-skipped by gap-spark itself (fingerprinted markers), so retries and re-runs are idempotent, and a
-failing stage exits non-zero, which fails its task.
+Each task is `spark-submit jobs/<stage>.py --config CONFIG`. A failing stage exits non-zero (2 for bad
+input, 1 for a bug), which fails its task. A retried task runs its stage again and replaces only that
+stage's own outputs (ingest only a gap-spark dataset; train only with `train.overwrite: true` in CONFIG,
+otherwise it refuses to replace models it finds). Skipping stages whose inputs did not change is the
+pipeline's job (`jobs/pipeline.py`, fingerprinted markers): schedule that one task for skip-on-rerun.
 
 Needs `apache-airflow-providers-apache-spark` and a Spark connection (``spark_default``) whose master is
 your cluster. The commands it issues are built by ``gap_spark.submit``, which the tests run for real.

@@ -58,7 +58,8 @@ def test_harness_at_one_percent_writes_a_sane_table(tmp_path):
 
     manifest = json.loads((work / "dataset" / "_manifest.json").read_text())
     assert result["baselines"]["pyarrow"]["rows"] == {
-        split: manifest["splits"][split]["rows_written"] for split in ("train", "val", "v2")}
+        split: manifest["splits"][split]["rows_written"] + manifest["splits"][split]["rows_selected"]
+        for split in ("train", "val", "v2")}  # pyarrow reads the whole train CSV: train + select
     prototype = result["baselines"]["prototype"]
     assert prototype["train_rows"] == manifest["splits"]["train"]["rows_written"] == 12812
     assert 0 < prototype["lr_rows"] <= prototype["train_rows"]

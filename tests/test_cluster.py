@@ -124,7 +124,8 @@ def test_worker_lost_mid_ingest_loses_no_row(full_cluster, package, generated, t
         stop_driver(proc)
     manifest = read_manifest(str(root / "dataset"))
     train = manifest["splits"]["train"]
-    assert train["rows_read"] == 24000 == train["rows_written"] + train["rows_quarantined"]
+    assert train["rows_read"] == 24000 == train["rows_written"] + train["rows_selected"] + train["rows_quarantined"]
+    assert train["rows_selected"] == manifest["splits"]["select"]["rows_written"] > 0
     assert train["rows_quarantined"] == 0
     assert not list((root / "dataset" / "split=train").glob("_tmp-*"))
 
@@ -192,11 +193,12 @@ def test_whole_pipeline_survives_a_worker_lost_mid_training_and_matches_local(fu
     expected = {"train": 3000, "val": 600, "v2": 600}
     for split, rows in expected.items():
         got = cluster_manifest["splits"][split]
-        assert got["rows_read"] == rows == got["rows_written"] + got["rows_quarantined"], (split, got)
+        assert got["rows_read"] == rows == got["rows_written"] + got["rows_selected"] + got["rows_quarantined"], \
+            (split, got)
         assert got["rows_quarantined"] == 0
         ref = local_manifest["splits"][split]
-        assert {k: got[k] for k in ("rows_read", "rows_written", "rows_quarantined")} == \
-            {k: ref[k] for k in ("rows_read", "rows_written", "rows_quarantined")}, split
+        assert {k: got[k] for k in ("rows_read", "rows_written", "rows_selected", "rows_quarantined")} == \
+            {k: ref[k] for k in ("rows_read", "rows_written", "rows_selected", "rows_quarantined")}, split
     assert (cluster_manifest["dim"], cluster_manifest["classes"]) == (local_manifest["dim"], local_manifest["classes"])
 
     cluster_metrics, local_metrics = (fs.read_json(str(r / "runs" / "latest" / "metrics.json"))
@@ -237,7 +239,8 @@ def test_driver_killed_mid_ingest_leaves_nothing_readable_and_rerun_is_complete(
     assert rerun.returncode == 0, log_text(rerun)[-3000:]
     assert not list(root.glob("dataset.staging-*"))
     manifest = read_manifest(str(root / "dataset"))
-    assert manifest["splits"]["train"]["rows_written"] == 24000
+    train = manifest["splits"]["train"]
+    assert train["rows_written"] + train["rows_selected"] == 24000 and train["rows_selected"] > 0
 
     # Identical to a clean local ingest of the same files.
     from gap_spark.contracts.paths import Paths

@@ -123,7 +123,7 @@ def test_notebook_runs_top_to_bottom_on_tiny_data(tmp_path, monkeypatch):
     # The pipeline cell prints the pipeline's summary: every stage ran.
     summary = json.loads(text_of(code_cell(nb, "run_pipeline(")))
     assert [s for s, v in summary["stages"].items() if v["status"] == "done"] == \
-        ["synth", "ingest", "train", "evaluate", "shift", "visualize", "report"]
+        ["synth", "ingest", "train", "evaluate", "shift", "explain", "visualize", "report"]
     assert summary["report"].endswith("report.html") and (run / "report.html").exists()
 
     # The dataset cell reads the manifest and the Parquet splits.

@@ -23,6 +23,9 @@ SCRIPT = '<script>alert("x")</script>'
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 
+# What the report says of a run that stopped before the explain stage (write_fake_run has no explain.json).
+NO_EXPLAIN = "explain.json is missing (run `gap-spark explain`)"
+
 
 # ---------------------------------------------------------------------------------------------
 # Hand-made run outputs matching the contract in the shared design notes
@@ -140,7 +143,7 @@ def test_report_holds_the_numbers_of_metrics_and_shift(tmp_path):
     run = str(tmp_path / "run")
     write_fake_run(run)
     summary, page, markdown = report_texts(run)
-    assert summary["missing"] == []
+    assert summary["missing"] == [NO_EXPLAIN]  # the fake run stops before explain; nothing else is missing
     assert summary["figures"] == 1
     assert summary["model"] == "lr"  # best val accuracy of the two
     expected = []
@@ -324,7 +327,7 @@ def test_typed_loaders_read_the_numbers_of_the_contract(tmp_path):
     run = str(tmp_path / "run")
     write_fake_run(run)
     art = load_run_artifacts(RunDir(run))
-    assert art.problems == [] and art.model == "lr"
+    assert art.problems == [NO_EXPLAIN] and art.model == "lr"
     lr = art.metrics.models["lr"]
     assert (lr.val.accuracy, lr.v2.ece, lr.gap.ci95) == (0.8437, 0.0688, (0.0712, 0.1438))
     assert len(lr.val.reliability) == 15 and lr.val.reliability[3].count == 30

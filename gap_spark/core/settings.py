@@ -2,9 +2,10 @@
 
 The values come from ``defaults.yaml`` merged with the user's file and overrides (:mod:`.config`);
 the dataclasses hold no defaults of their own, so every default is written in one place. One checker,
-:func:`~gap_spark.core.checks.build` (in :mod:`.checks`), reads each field's annotation (``int``, ``float``, ``bool``, ``str``, ``X | None``,
-``Literal[...]``, ``tuple[X, ...]``, ``dict[str, str]`` or a nested section) and the bounds in its
-``Annotated`` metadata (:class:`Bounds`), and refuses a wrong value with one line that names the key:
+:func:`~gap_spark.core.checks.build` (in :mod:`.checks`), reads each field's annotation (``int``,
+``float``, ``bool``, ``str``, ``X | None``, ``Literal[...]``, ``tuple[X, ...]``, ``dict[str, str]`` or a
+nested section) and the bounds in its ``Annotated`` metadata (:class:`Bounds`), and refuses a wrong value
+with one line that names the key:
 
 - an integer key refuses ``3.7`` and ``true`` (no silent truncation);
 - a number key takes integers, and strings such as ``1e-6`` that YAML 1.1 leaves unparsed;

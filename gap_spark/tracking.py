@@ -6,13 +6,16 @@ nested run per stage. Each stage's run is logged after the stage, from what it l
 stage knows about MLflow:
 
 - metrics: every number of the stage's JSON outputs (accuracies, gaps and their interval bounds as
-  ``..._low`` / ``..._high``, AUCs, the explain parts when ``explain.json`` exists, row counts, seconds),
-  and each model's objective history as a metric with steps;
+  ``..._low`` / ``..._high``, AUCs, row counts, seconds), and each model's objective history as a metric
+  with steps; for explain, per model: the accuracies, the gap's parts (``models.lr.parts.covariate.value``,
+  ``..._ci95_low`` / ``_high``, in points), each label-free estimator's estimate and error with its
+  interval, the density ratio's AUC and effective sample size, and each mitigation's change of the gap;
 - artifacts: the JSON outputs, the per-class, superclass and confused-pair tables, the models in MLlib
-  format (the saved directories as they are: ``PipelineModel.load`` reads them back), the figures and
-  the report. The pipeline's own run also gets the headline metrics and ``report.html``.
+  format (the saved directories as they are: ``PipelineModel.load`` reads them back), the figures
+  (explain's own under ``figures/``) and the report. The pipeline's own run also gets the headline
+  metrics and ``report.html``.
 
-A single stage run with ``--mlflow`` (train, evaluate, shift, visualize, report) is one run on its own.
+A single stage run with ``--mlflow`` (train, evaluate, shift, explain, visualize, report) is one run on its own.
 
 The store is ``tracking.uri``; by default a SQLite file in the run directory (``RUN_DIR/mlflow/mlflow.db``,
 artifacts in ``RUN_DIR/mlflow/artifacts``). A SQLite store named by ``tracking.uri`` keeps its artifacts in
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from gap_spark import __version__
 from gap_spark.contracts import dataset
+from gap_spark.contracts.run import EXPLAIN_FIGURES
 from gap_spark.core import fs
 from gap_spark.core.errors import GapSparkError
 
@@ -46,7 +50,7 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = ("MLflow tracking needs the mlflow extra: pip install 'gap-spark[mlflow]' (or, from a checkout, "
                 "pip install -c constraints.txt '.[mlflow]'); or turn it off with tracking.mlflow: false")
 # Stages that `gap-spark <stage> --mlflow` tracks on their own.
-TRACKED_STAGES = ("train", "evaluate", "shift", "visualize", "report")
+TRACKED_STAGES = ("train", "evaluate", "shift", "explain", "visualize", "report")
 StageHook = Callable[[str, Mapping[str, Any]], None]
 
 
@@ -195,11 +199,32 @@ def _stage_outputs(stage: str, paths: "Paths") -> tuple[dict[str, Any], list[tup
     elif stage == "explain":
         docs["explain"] = _json(rd.explain)
         files.append((rd.explain, None))
+        files += [(rd.figure(name), "figures") for name in EXPLAIN_FIGURES.values()]
     elif stage == "visualize":
         files.append((rd.figures, "figures"))
     elif stage == "report":
         files += [(rd.report_html, None), (rd.report_md, None)]
     return {k: v for k, v in docs.items() if v is not None}, files
+
+
+def _pick(obj: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: obj[k] for k in keys if k in obj} if isinstance(obj, Mapping) else {}
+
+
+def _explain_metrics(doc: Mapping[str, Any]) -> dict[str, float]:
+    """Per model: accuracies, the gap's parts and the label-free estimators with their intervals, the
+    density ratio's diagnostics and each mitigation's change of the gap (not the per-class rows)."""
+    models: dict[str, Any] = {}
+    for model, block in (doc.get("models") or {}).items():
+        if not isinstance(block, Mapping):
+            continue
+        estimators = {name: _pick(e, ("estimate", "ci95", "error", "abs_error", "error_ci95"))
+                      for name, e in (block.get("estimators") or {}).items()}
+        mitigations = {name: {"gap_points": _pick(m.get("gap_points"), ("change",))}
+                       for name, m in (block.get("mitigations") or {}).items() if isinstance(m, Mapping)}
+        models[model] = {"accuracy": block.get("accuracy"), "parts": block.get("parts"), "estimators": estimators,
+                         "weights": _pick(block.get("weights"), ("auc", "ess_fraction")), "mitigations": mitigations}
+    return flat_metrics({"models": models, "seconds": doc.get("seconds")}, depth=7)
 
 
 def _stage_metrics(name: str, doc: Any) -> tuple[dict[str, float], dict[str, list[float]]]:
@@ -213,6 +238,8 @@ def _stage_metrics(name: str, doc: Any) -> tuple[dict[str, float], dict[str, lis
     if name == "evaluate" and isinstance(doc, Mapping):
         return flat_metrics({"models": doc.get("models"), "dataset": doc.get("dataset"),
                              "seconds": doc.get("seconds")}), histories
+    if name == "explain" and isinstance(doc, Mapping):
+        return _explain_metrics(doc), histories
     if name == "ingest" and isinstance(doc, Mapping):
         return flat_metrics({k: doc.get(k) for k in ("dim", "classes", "splits", "seconds")}), histories
     return flat_metrics(doc), histories

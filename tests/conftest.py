@@ -83,6 +83,40 @@ def tiny_dataset(spark, tiny_config_and_paths, tiny_raw):
     return paths.data
 
 
+# train, evaluate and explain on the tiny dataset, small enough to stay fast.
+EXPLAIN_FAST = {"train.models": "lr", "train.lr.max_iter": 30, "evaluate.bootstrap_replicates": 50,
+                "explain.bootstrap_replicates": 50, "explain.domain_max_iter": 30, "explain.refit_sample_rows": 800,
+                "explain.refit_max_iter": 3}
+
+
+@pytest.fixture(scope="session")
+def explained(spark, tiny_dataset, tmp_path_factory):
+    """train and evaluate, then `gap-spark explain` (with ``--mlflow`` when the extra is installed: an
+    MLflow run of its own, experiment ``gap-spark-explain``, in ``ROOT/mlflow.db``) on the tiny dataset.
+    Returns ``(config, paths, metrics, explain.json's content)``."""
+    import importlib.util
+
+    from gap_spark import cli
+    from gap_spark.core import fs
+    from gap_spark.stages.evaluate import run_evaluate
+    from gap_spark.stages.train import run_train
+
+    root = tmp_path_factory.mktemp("explain")
+    sets = {"paths.data": tiny_dataset, **EXPLAIN_FAST}
+    config, paths = config_and_paths(root, **sets)
+    run_train(spark, config, paths)
+    metrics = run_evaluate(spark, config, paths)
+    argv = ["explain"]
+    if importlib.util.find_spec("mlflow") is not None:
+        sets.update({"tracking.uri": f"sqlite:///{root}/mlflow.db", "tracking.experiment": "gap-spark-explain"})
+        argv.append("--mlflow")
+    sets.update({"paths.raw": paths.raw, "paths.run": paths.run})
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={value}"]
+    assert cli.main(argv) == 0
+    return config, paths, metrics, fs.read_json(paths.run_dir.explain)
+
+
 # --------------------------------------------------------------------------------------------------
 # Factories: inline frames, dataset directories and configs
 # --------------------------------------------------------------------------------------------------

@@ -7,29 +7,12 @@ from gap_spark.contracts.explain_outputs import parse_explain
 from gap_spark.contracts.run import RunDir
 from gap_spark.core import fs
 from gap_spark.core.errors import GapSparkError
-from tests.conftest import config_and_paths
 
-FAST = {"train.models": "lr", "train.lr.max_iter": 30, "evaluate.bootstrap_replicates": 50,
-        "explain.bootstrap_replicates": 50, "explain.domain_max_iter": 30, "explain.refit_sample_rows": 800,
-        "explain.refit_max_iter": 3}
 ESTIMATORS = {"ac", "doc", "atc_confidence", "atc_negentropy", "importance_weighted", "calibrated"}
 
 
-@pytest.fixture(scope="module")
-def explained(spark, tiny_dataset, tmp_path_factory):
-    """train, evaluate and explain on the tiny dataset (8 classes, 16 features, 1600/800/800 rows)."""
-    from gap_spark.stages.evaluate import run_evaluate
-    from gap_spark.stages.explain import run_explain
-    from gap_spark.stages.train import run_train
-
-    root = tmp_path_factory.mktemp("explain")
-    config, paths = config_and_paths(root, **{"paths.data": tiny_dataset, **FAST})
-    run_train(spark, config, paths)
-    metrics = run_evaluate(spark, config, paths)
-    doc = run_explain(spark, config, paths)
-    return config, paths, metrics, doc
-
-
+# The `explained` fixture (train, evaluate and `gap-spark explain` on the tiny dataset) is in conftest.py:
+# the MLflow tests read its tracked run back.
 @pytest.mark.slow
 def test_stage_writes_explain_json_consistent_with_evaluate(explained):
     _, paths, metrics, doc = explained

@@ -2,6 +2,7 @@
 a single tracked stage, the default store, the flattening, and the one-line message without the extra."""
 from __future__ import annotations
 
+import os
 import sys
 
 import mlflow  # the mlflow extra: `make install` installs .[test,mlflow], as CI does
@@ -100,3 +101,28 @@ def test_pipeline_run_with_a_nested_run_per_stage_reads_back(imagenet_run, spark
                                                 dst_path=str(tmp_path))
     model = PipelineModel.load(local)
     assert model.stages[-1].numClasses == 1000
+
+
+@pytest.mark.slow
+def test_explain_stage_alone_logs_its_parts_estimators_and_figures(explained):
+    """`gap-spark explain --mlflow` (the shared fixture): one run with explain's params, per model the gap's
+    parts with interval bounds and the label-free estimators' errors, explain.json and its figures."""
+    _, paths, _, doc = explained
+    mlflow.set_tracking_uri(f"sqlite:///{os.path.dirname(paths.run)}/mlflow.db")
+    runs = mlflow.search_runs(experiment_names=["gap-spark-explain"])
+    assert list(runs["tags.mlflow.runName"]) == ["explain"] and runs.loc[0, "status"] == "FINISHED"
+    run = runs.iloc[0]
+    assert run["params.explain.bootstrap_replicates"] == "50" and run["params.explain.refit_max_iter"] == "3"
+    for part, block in doc["models"]["lr"]["parts"].items():
+        assert run[f"metrics.models.lr.parts.{part}.value"] == pytest.approx(block["value"])
+        low, high = run[f"metrics.models.lr.parts.{part}.ci95_low"], run[f"metrics.models.lr.parts.{part}.ci95_high"]
+        assert (low, high) == pytest.approx(tuple(block["ci95"]))
+    for name, estimator in doc["models"]["lr"]["estimators"].items():
+        assert run[f"metrics.models.lr.estimators.{name}.error"] == pytest.approx(estimator["error"])
+        assert run[f"metrics.models.lr.estimators.{name}.abs_error"] == pytest.approx(estimator["abs_error"])
+    assert 0 < run["metrics.models.lr.weights.auc"] <= 1
+    assert not any(".per_class." in c or ".rows" in c for c in runs.columns)  # the table rows are an artifact
+    client = mlflow.MlflowClient()
+    assert "explain.json" in {a.path for a in client.list_artifacts(run["run_id"])}
+    figures = {a.path for a in client.list_artifacts(run["run_id"], "figures")}
+    assert figures == {"figures/explain_waterfall.png", "figures/explain_mitigations.png"}

@@ -7,6 +7,10 @@ iteration's loss is logged as it happens (the same numbers ``objectiveHistory`` 
 Between iterations (several minutes each at full scale) the same thread logs a heartbeat with the
 task progress of the running Spark stages. Where the JVM is not reachable (Spark Connect), only the
 heartbeat is possible and the history is logged after the fit.
+
+:func:`stage_heartbeat` is the general one, around every stage (:meth:`gap_spark.stages.Stage.function`):
+where Spark's console progress bar is off (stderr is not a terminal: a log file, a scheduler, a
+notebook's captured output), it logs one line per stage every ``spark.progress_seconds``.
 """
 from __future__ import annotations
 
@@ -14,17 +18,18 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["FitProgress", "blas_implementation"]
+__all__ = ["FitProgress", "StageHeartbeat", "blas_implementation", "elapsed_text", "stage_heartbeat"]
 
 log = logging.getLogger(__name__)
 
@@ -205,3 +210,164 @@ class FitProgress:
         if self._log_file:
             with contextlib.suppress(OSError):
                 os.remove(self._log_file)
+
+
+# --------------------------------------------------------------------------------------------------
+# A heartbeat around every stage
+# --------------------------------------------------------------------------------------------------
+
+def elapsed_text(seconds: float) -> str:
+    """``45s``, ``1m30s``, ``2h05m``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+class StageHeartbeat:
+    """A daemon thread that logs ``<stage>: running 1m30s; Spark jobs 12 done, 1 running (stage 34:
+    57/200 tasks)`` every ``interval_s`` until :meth:`stop`.
+
+    The jobs counted are those started since the heartbeat began (read from the SparkContext's status
+    tracker, whatever their job group). Without a SparkContext in this process (Spark Connect, or a
+    stage that does not use Spark) the line has the elapsed time only.
+
+    Parameters
+    ----------
+    spark : SparkSession or None
+    name : str
+        The stage, at the start of each line.
+    interval_s : float
+        Seconds between lines.
+    """
+
+    def __init__(self, spark: "SparkSession | None", name: str, interval_s: float):
+        self.name = name
+        self.interval_s = float(interval_s)
+        self._tracker = self._status_tracker(spark)
+        self._next_job = 0  # the first job id not seen yet
+        self._running: set[int] = set()  # jobs started since the start, not finished at the last look
+        self._done = 0
+        self._failed = 0
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"gap-spark-{name}-heartbeat", daemon=True)
+
+    @staticmethod
+    def _status_tracker(spark: "SparkSession | None") -> Any:
+        from gap_spark.core.session import is_connect
+
+        if spark is None or is_connect(spark):
+            return None
+        try:
+            return spark.sparkContext.statusTracker()
+        except Exception:  # noqa: BLE001 - progress is best effort
+            return None
+
+    def _new_jobs(self) -> list[tuple[int, str]]:
+        """Jobs started since the last look (id, status), in id order (ids are consecutive)."""
+        found = []
+        while (info := self._tracker.getJobInfo(self._next_job)) is not None:
+            found.append((self._next_job, str(info.status)))
+            self._next_job += 1
+        return found
+
+    def _count(self, job_id: int, status: str) -> None:
+        if status == "RUNNING" or status == "UNKNOWN":
+            self._running.add(job_id)
+            return
+        self._running.discard(job_id)
+        if status == "SUCCEEDED":
+            self._done += 1
+        else:
+            self._failed += 1
+
+    def _spark_text(self) -> str:
+        tracker = self._tracker
+        for job_id in list(self._running):
+            info = tracker.getJobInfo(job_id)
+            self._count(job_id, str(info.status) if info is not None else "SUCCEEDED")
+        for job_id, status in self._new_jobs():
+            self._count(job_id, status)
+        stages = []
+        for stage_id in sorted(tracker.getActiveStageIds()):
+            info = tracker.getStageInfo(stage_id)
+            if info is not None:
+                stages.append(f"stage {stage_id}: {info.numCompletedTasks}/{info.numTasks} tasks")
+        failed = f", {self._failed} failed" if self._failed else ""
+        where = "; ".join(stages) or "driver-side work"
+        return f"Spark jobs {self._done} done, {len(self._running)} running{failed} ({where})"
+
+    def line(self) -> str:
+        """The progress line as it would be logged now."""
+        text = f"{self.name}: running {elapsed_text(time.monotonic() - self._started)}"
+        if self._tracker is None:
+            return text
+        try:
+            return f"{text}; {self._spark_text()}"
+        except Exception:  # noqa: BLE001 - progress is best effort and must never break a stage
+            return f"{text}; Spark progress unavailable"
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            log.info("%s", self.line())
+
+    def start(self) -> "StageHeartbeat":
+        if self._tracker is not None:
+            try:  # skip the jobs that ran before this stage
+                known = self._tracker.getJobIdsForGroup(None) + self._tracker.getActiveJobsIds()
+                self._next_job = max(known, default=-1) + 1
+                self._new_jobs()
+            except Exception:  # noqa: BLE001
+                self._tracker = None
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def stage_heartbeat(spark: "SparkSession | None", name: str, interval_s: float,
+                    tty: bool | None = None) -> Iterator[StageHeartbeat | None]:
+    """Log ``name``'s progress every ``interval_s`` while the block runs, unless stderr is a terminal.
+
+    On a terminal Spark draws its own console progress bar (``spark.ui.showConsoleProgress``), so
+    nothing is logged. The thread is a daemon and stops when the block ends, however it ends (an
+    exception, Ctrl-C).
+
+    Parameters
+    ----------
+    spark : SparkSession or None
+    name : str
+        The stage.
+    interval_s : float
+        Seconds between lines (``spark.progress_seconds``).
+    tty : bool, optional
+        Whether the output is a terminal; default: ``sys.stderr.isatty()``.
+
+    Yields
+    ------
+    StageHeartbeat or None
+        The running heartbeat; None on a terminal.
+    """
+    if (_stderr_is_tty() if tty is None else tty) or interval_s <= 0:
+        yield None
+        return
+    heartbeat = StageHeartbeat(spark, name, interval_s).start()
+    try:
+        yield heartbeat
+    finally:
+        heartbeat.stop()

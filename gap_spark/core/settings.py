@@ -63,6 +63,7 @@ FULL_ROWS = {"train": 1_281_167, "val": 50_000, "v2": 10_000}
 class SparkSettings:
     app_name: str
     master: str | None
+    progress_seconds: Positive  # a stage's progress line, when stderr is not a terminal
     conf: dict[str, str]
     local_bind_address: str
     log_level: str | None

@@ -5,6 +5,7 @@ returning a summary dict. Modules are imported only when their stage runs.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from gap_spark.core import fs
 from gap_spark.core.errors import GapSparkError
 from gap_spark.core.locks import hold_locks
+from gap_spark.core.progress import stage_heartbeat
 
 if TYPE_CHECKING:
     from gap_spark.contracts.paths import Paths
@@ -38,9 +40,18 @@ class Stage:
     atomic: bool = False  # its output appears all at once or not at all (staging + rename)
 
     def function(self) -> Callable[..., dict[str, Any]]:
+        """``run_<name>``, logging a progress line every ``spark.progress_seconds`` while it runs when
+        stderr is not a terminal (:func:`gap_spark.core.progress.stage_heartbeat`)."""
         module = importlib.import_module(f"gap_spark.stages.{self.name}")
         func: Callable[..., dict[str, Any]] = getattr(module, f"run_{self.name}")
-        return func
+        name = self.name
+
+        @functools.wraps(func)
+        def run(spark: Any, config: "Config", paths: "Paths", **options: Any) -> dict[str, Any]:
+            with stage_heartbeat(spark, name, config.settings.spark.progress_seconds):
+                return func(spark, config, paths, **options)
+
+        return run
 
     def written_dirs(self, paths: "Paths") -> list[str]:
         return [getattr(paths, where) for where in self.writes]

@@ -23,12 +23,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from gap_spark import cli
 from gap_spark.core import fs
-from gap_spark.core.session import CONNECT_INSTALL, CONNECT_MODULES
+from gap_spark.core.errors import GapSparkError
+from gap_spark.core.session import CONNECT_INSTALL, CONNECT_MODULES, check_remote
 from tests.cluster import REPO, SPARK_HOME, SPARK_SUBMIT, free_port
 from tests.conftest import tiny_pipeline_sets
-
-pytestmark = pytest.mark.slow
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 # Partitioning as the classic `spark` fixture's, so that both runs split the same rows the same way.
@@ -102,6 +102,29 @@ def connect_server(tmp_path_factory) -> Iterator[SimpleNamespace]:
                 server.wait()
 
 
+def test_remote_urls_are_checked_before_any_work(tmp_path, capsys):
+    assert check_remote("sc://localhost:15002") == ("localhost", 15002)
+    assert check_remote("sc://10.0.0.5") == ("10.0.0.5", 15002)
+    assert check_remote("sc://[::1]:443/;use_ssl=true;token=abc") == ("::1", 443)
+    for bad in ("localhost:15002", "http://localhost:15002", "sc://", "sc://host:99999", "sc://host:port",
+                "sc://a b:1"):
+        with pytest.raises(GapSparkError, match="must look like sc://HOST:PORT"):
+            check_remote(bad)
+    # The CLI refuses a bad URL in one line, before the locks or Spark (no run directory is made).
+    argv = ["train", "--remote", "localhost:15002", "--set", f"paths.data={tmp_path}/d",
+            "--set", f"paths.run={tmp_path}/run"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "must look like sc://HOST:PORT" in err and not (tmp_path / "run").exists()
+    # Every subcommand that starts Spark takes --remote; synth (no Spark) does not.
+    parser = cli.build_parser()
+    for command in ("ingest", "train", "evaluate", "shift", "explain", "visualize", "pipeline"):
+        assert parser.parse_args([command, "--remote", "sc://h:1"]).remote == "sc://h:1"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["synth", "--remote", "sc://h:1"])
+
+
+@pytest.mark.slow
 def test_pipeline_over_spark_connect_matches_the_classic_run(connect_server, tiny_pipeline, tmp_path):
     assert tiny_pipeline.code == 0, "the classic tiny pipeline failed"
     # The classic run's CSVs (no second synth), everything else under tmp_path.

@@ -229,11 +229,12 @@ def fit_lr(spark: "SparkSession", frame: "DataFrame", params: dict[str, Any], fe
     LRFit
     """
     check_every = int(check_every or max(1, params["maxIter"]))
-    if is_connect(spark):  # Connect's estimators have no JVM object to set an initial model on
+    budget = max(1, int(params["maxIter"]))
+    if is_connect(spark) and (check_every < budget or warm_start is not None):  # no JVM object to warm-start
         warn_once("lr-rounds", "Spark Connect: LR fits its whole budget (%d iterations) in one go, without the warm "
                   "start or the patience rule's rounds (they continue a fit through the JVM's setInitialModel)",
-                  int(params["maxIter"]))
-        check_every, warm_start = max(1, int(params["maxIter"])), None
+                  budget)
+        check_every, warm_start = budget, None
     initial, warm_info = None, None
     described: AbstractContextManager[Any] = contextlib.nullcontext()
     if warm_start is not None:

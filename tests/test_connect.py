@@ -127,13 +127,15 @@ def test_remote_urls_are_checked_before_any_work(tmp_path, capsys):
 @pytest.mark.slow
 def test_pipeline_over_spark_connect_matches_the_classic_run(connect_server, tiny_pipeline, tmp_path):
     assert tiny_pipeline.code == 0, "the classic tiny pipeline failed"
-    # The classic run's CSVs (no second synth), everything else under tmp_path.
-    sets = [*tiny_pipeline_sets(tmp_path), f"paths.raw={tiny_pipeline.root}/raw"]
+    # The classic run's CSVs (no second synth; ingest.classes is then synth's K, as the pipeline sets it
+    # after its own synth), everything else under tmp_path.
+    sets = [*tiny_pipeline_sets(tmp_path), f"paths.raw={tiny_pipeline.root}/raw", "ingest.classes=8"]
     argv = [sys.executable, "-m", "gap_spark.cli", "pipeline", "--no-synth", "--remote", connect_server.url,
             "--config", str(REPO / "conf" / "demo.yaml"), *[a for s in sets for a in ("--set", s)]]
     started = time.time()
     proc = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=900, cwd=tmp_path)
     seconds = time.time() - started
+    (tmp_path / "client.log").write_text(proc.stderr)
     assert proc.returncode == 0, (f"`gap-spark pipeline --remote` exited {proc.returncode} after {seconds:.0f} s:\n"
                                   f"{proc.stderr[-6000:]}\n--- server log ---\n{_tail(connect_server.log)}")
     log = proc.stderr

@@ -10,7 +10,7 @@ $(STAMP): setup.py constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "gap-spark needs Python 3.10 or newer")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,mlflow]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,mlflow,connect]'
 	@touch $@
 
 install: $(STAMP)

@@ -41,6 +41,15 @@ MLFLOW_REQUIRES = [
     "alembic>=1.11,<2",
 ]
 
+# `pip install .[connect]`: the Spark Connect client (`--remote sc://HOST:PORT`, spark.remote), i.e.
+# pyspark[connect]'s packages beyond the core ones (pandas, pyarrow and numpy are already required).
+CONNECT_REQUIRES = [
+    "grpcio>=1.76",
+    "grpcio-status>=1.76",
+    "googleapis-common-protos>=1.71",
+    "zstandard>=0.25",
+]
+
 setup(
     name="gap-spark",
     version="0.1.0",
@@ -51,6 +60,6 @@ setup(
     packages=find_packages(include=["gap_spark", "gap_spark.*"]),
     package_data={"gap_spark": ["defaults.yaml", "present/templates/*"]},
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES, "mlflow": MLFLOW_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "mlflow": MLFLOW_REQUIRES, "connect": CONNECT_REQUIRES},
     entry_points={"console_scripts": ["gap-spark=gap_spark.cli:main"]},
 )

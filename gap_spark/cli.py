@@ -43,6 +43,10 @@ def _common(p: argparse.ArgumentParser, mlflow: bool = False) -> None:
     p.add_argument("--config", help="YAML config file (local path or URI) over the embedded defaults")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. --set train.lr.max_iter=50 (repeatable)")
+    if needs_spark(p.prog.rsplit(" ", 1)[-1]):
+        p.add_argument("--remote", metavar="sc://HOST:PORT",
+                       help="run over Spark Connect on this server (spark.remote; needs pip install "
+                            "'gap-spark[connect]')")
     if mlflow:
         p.add_argument("--mlflow", action="store_true", default=None,
                        help="log the run to MLflow (tracking.mlflow; needs pip install 'gap-spark[mlflow]')")
@@ -132,6 +136,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[Config, Paths]:
         overrides["paths"].update(raw=args.raw, data=args.data, run=args.run)
     if getattr(args, "mlflow", None):
         overrides["tracking"] = {"mlflow": True}
+    if getattr(args, "remote", None):
+        overrides["spark"] = {"remote": args.remote}
     config = load_config(getattr(args, "config", None), sets=getattr(args, "sets", []), overrides=overrides)
     paths = Paths.from_config(config)
     if cmd == "pipeline" and args.run_id:
@@ -186,6 +192,9 @@ def run_command(args: argparse.Namespace) -> dict[str, Any]:
     config, paths = config_from_args(args)
     log.debug("gap-spark %s: raw %s, data %s, run %s", args.command, paths.raw, paths.data, paths.run)
     func = stage_function(args.command)
+    if needs_spark(args.command) and config.settings.spark.remote:
+        from gap_spark.core.session import check_remote
+        check_remote(config.settings.spark.remote)  # a bad URL or missing client packages: one line, before any work
     if config.settings.tracking.mlflow and (args.command == "pipeline" or args.command in TRACKED_STAGES):
         require_mlflow()  # before the locks and Spark: one line saying how to install it
     with guarded(_written_stages(args), config, paths):

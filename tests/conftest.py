@@ -73,6 +73,48 @@ def tiny_raw(tiny_config_and_paths):
     return paths.raw
 
 
+# The README's first command (`gap-spark pipeline --config conf/demo.yaml`) at a tiny size, all stages.
+TINY_PIPELINE = [
+    "synth.train_rows=1600", "synth.val_rows=800", "synth.v2_rows=800", "synth.dim=16", "synth.classes=8",
+    "synth.superclass_size=4", "synth.workers=1", "train.rf.num_trees=4", "train.rf.max_depth=4",
+    "train.rf.pca_k=8", "train.lr.max_iter=30", "evaluate.bootstrap_replicates=30",
+    "shift.domain_sample_per_set=400", "shift.domain_pca_k=4", "explain.bootstrap_replicates=30",
+    "explain.domain_max_iter=30", "explain.refit_sample_rows=800", "explain.refit_max_iter=3",
+    "visualize.sample_size=300", "visualize.classes=4", "visualize.pca_dims=8"]
+
+
+def tiny_pipeline_sets(root) -> list[str]:
+    """``--set`` items of the tiny pipeline with its directories under ``root``."""
+    return [*TINY_PIPELINE, f"paths.raw={root}/raw", f"paths.data={root}/dataset", f"paths.run={root}/runs/latest"]
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(spark, tmp_path_factory):
+    """`gap-spark pipeline --config conf/demo.yaml` at the tiny size, once, on the classic local[2] session.
+
+    Returns ``root, exit code, printed summary, manifest, metrics``: the two JSON files as they were right
+    after the run (a test may re-run stages in ``root`` afterwards).
+    """
+    import contextlib
+    import io
+    import types
+
+    from gap_spark import cli
+    from gap_spark.core import fs
+    from tests.cluster import REPO
+
+    root = tmp_path_factory.mktemp("pipeline")
+    argv = ["pipeline", "--config", str(REPO / "conf" / "demo.yaml")]
+    for item in tiny_pipeline_sets(root):
+        argv += ["--set", item]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = cli.main(argv)
+    manifest = fs.read_json(str(root / "dataset" / "_manifest.json")) if code == 0 else {}
+    metrics = fs.read_json(str(root / "runs" / "latest" / "metrics.json")) if code == 0 else {}
+    return types.SimpleNamespace(root=root, code=code, printed=printed.getvalue(), manifest=manifest, metrics=metrics)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(spark, tiny_config_and_paths, tiny_raw):
     """The ingested Parquet dataset of ``tiny_raw``; returns its DATA_DIR."""

@@ -5,40 +5,32 @@ import pytest
 
 from gap_spark import cli
 from gap_spark.contracts.paths import Paths
-from gap_spark.core import fs
 from gap_spark.core.config import load_config
 from gap_spark.pipeline import StageFailed, run_pipeline
 from gap_spark.stages import PIPELINE_STAGES as STAGES
 from tests.cluster import REPO
-
-TINY = ["synth.train_rows=1600", "synth.val_rows=800", "synth.v2_rows=800", "synth.dim=16", "synth.classes=8",
-        "synth.superclass_size=4", "synth.workers=1", "train.rf.num_trees=4", "train.rf.max_depth=4",
-        "train.rf.pca_k=8", "train.lr.max_iter=30", "evaluate.bootstrap_replicates=30",
-        "shift.domain_sample_per_set=400", "shift.domain_pca_k=4", "explain.bootstrap_replicates=30",
-        "explain.domain_max_iter=30", "explain.refit_sample_rows=800", "explain.refit_max_iter=3",
-        "visualize.sample_size=300", "visualize.classes=4", "visualize.pca_dims=8"]
+from tests.conftest import tiny_pipeline_sets
 
 
 def tiny_sets(root) -> list[str]:
-    return [*TINY, f"paths.raw={root}/raw", f"paths.data={root}/dataset", f"paths.run={root}/runs/latest"]
+    return tiny_pipeline_sets(root)
 
 
 @pytest.mark.slow
-def test_readme_first_command_end_to_end_then_resume(spark, tmp_path, capsys):
-    # `make demo` runs exactly `gap-spark pipeline --config conf/demo.yaml`; here at a tiny size.
-    argv = ["pipeline", "--config", str(REPO / "conf" / "demo.yaml")]
-    for item in tiny_sets(tmp_path):
-        argv += ["--set", item]
-    assert cli.main(argv) == 0
+def test_readme_first_command_end_to_end_then_resume(spark, tiny_pipeline):
+    # `make demo` runs exactly `gap-spark pipeline --config conf/demo.yaml`; here at a tiny size (the
+    # session's run, which the Spark Connect test compares with).
+    tmp_path = tiny_pipeline.root
+    assert tiny_pipeline.code == 0
     # The printed summary: one "key: value" line each (nested keys dotted), not the stage's JSON.
-    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
+    printed = dict(line.split(": ", 1) for line in tiny_pipeline.printed.strip().splitlines())
     assert printed["report"].endswith("report.html")
     assert all(printed[f"stages.{s}.status"] == "done" for s in STAGES)
 
     run = tmp_path / "runs" / "latest"
-    manifest = fs.read_json(str(tmp_path / "dataset" / "_manifest.json"))
+    manifest = tiny_pipeline.manifest
     assert manifest["splits"]["v2"]["rows_written"] == 800 and manifest["classes"] == 8
-    metrics = fs.read_json(str(run / "metrics.json"))
+    metrics = tiny_pipeline.metrics
     for model in ("lr", "rf"):
         assert (run / "models" / model).is_dir()
         assert 0 <= metrics["models"][model]["val"]["accuracy"] <= 1

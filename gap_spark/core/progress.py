@@ -26,6 +26,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any
 
+from gap_spark.core.session import is_connect, warn_once
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -39,6 +41,8 @@ _BREEZE_LOGGER = "breeze.optimize"
 
 def _jvm(spark: "SparkSession") -> Any:
     """The driver's Py4J JVM view (RuntimeError where there is none, e.g. Spark Connect)."""
+    if is_connect(spark):
+        raise RuntimeError("Spark Connect: no JVM in this process")
     jvm = spark.sparkContext._jvm  # noqa: SLF001 - the JVM log config and BLAS are only reachable here
     if jvm is None:
         raise RuntimeError("no JVM gateway")
@@ -141,6 +145,8 @@ class FitProgress:
 
     # -- polling thread ----------------------------------------------------------------------------
     def _stage_progress(self) -> str:
+        if is_connect(self.spark):
+            return "stage progress is on the Spark Connect server"
         try:
             tracker = self.spark.sparkContext.statusTracker()
             parts = []
@@ -191,8 +197,12 @@ class FitProgress:
             try:
                 self._attach()
             except Exception as exc:  # noqa: BLE001 - e.g. Spark Connect: no JVM; fall back to the heartbeat
-                log.info("%s: per-iteration losses not available while fitting (%s); they are logged after it",
-                         self.name, type(exc).__name__)
+                if is_connect(self.spark):
+                    warn_once("lbfgs-tail", "Spark Connect: L-BFGS losses are logged after each fit, not during it "
+                              "(the per-iteration log tail reads the driver JVM's log)")
+                else:
+                        log.info("%s: per-iteration losses not available while fitting (%s); they are logged after it",
+                             self.name, type(exc).__name__)
                 self._log_file = None
         self._thread = threading.Thread(target=self._run, name=f"gap-spark-{self.name}-progress", daemon=True)
         self._thread.start()

@@ -15,12 +15,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gap_spark.core.errors import GapSparkError
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from gap_spark.core.config import Config
 
@@ -114,14 +114,21 @@ def console_progress() -> bool:
 
 
 def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "SparkSession":
-    """The active SparkSession, or a new one built from spark-defaults.conf and the pipeline config."""
+    """The active SparkSession, or a new one built from spark-defaults.conf and the pipeline config.
+
+    With ``spark.remote`` (``--remote sc://HOST:PORT``) the session is a Spark Connect client of that
+    server; an active classic session is then not reused.
+    """
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
-    if active is not None:
-        return active
-
     spark_cfg = config.settings.spark if config is not None else None
+    remote = spark_cfg.remote if spark_cfg else None
+    active = SparkSession.getActiveSession()
+    if active is not None and (not remote or is_connect(active)):
+        return active
+    if remote:
+        return connect_session(remote, app_name or (spark_cfg.app_name if spark_cfg else "gap-spark"),
+                               spark_cfg.conf if spark_cfg else {})
     if not launched_by_spark_submit():
         check_java()
         directory = conf_dir()
@@ -160,19 +167,97 @@ def get_spark(config: "Config | None" = None, app_name: str | None = None) -> "S
     return spark
 
 
+# --------------------------------------------------------------------------------------------------
+# Spark Connect
+# --------------------------------------------------------------------------------------------------
+
+# sc://HOST[:PORT][/;key=value...]: the Spark Connect URL (host name, IPv4 or [IPv6]; 15002 by default).
+CONNECT_URL = re.compile(r"^sc://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(?::(?P<port>\d{1,5}))?"
+                         r"(?:/(?:;[A-Za-z0-9_.-]+=[^;\s]*)*)?$")
+CONNECT_PORT = 15002
+CONNECT_MODULES = ("grpc", "grpc_status", "google.rpc", "zstandard")
+CONNECT_INSTALL = "pip install 'gap-spark[connect]' (grpcio, grpcio-status, googleapis-common-protos, zstandard)"
+
+
+def check_remote(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a Spark Connect URL; a :class:`GapSparkError` of one line when its shape is
+    wrong or the client packages are missing."""
+    import importlib.util
+
+    match = CONNECT_URL.match(url or "")
+    port = int(match.group("port") or CONNECT_PORT) if match else 0
+    if match is None or not 0 < port < 65536:
+        raise GapSparkError(f"spark.remote / --remote must look like sc://HOST:PORT (e.g. sc://localhost:15002), "
+                            f"got {url!r}")
+    missing = [m for m in CONNECT_MODULES if not _importable(m, importlib.util.find_spec)]
+    if missing:
+        raise GapSparkError(f"Spark Connect needs {', '.join(missing)}: {CONNECT_INSTALL}")
+    return match.group("host").strip("[]"), port
+
+
+def _importable(module: str, find_spec: Any) -> bool:
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def connect_session(url: str, app_name: str, conf: "dict[str, str]") -> "SparkSession":
+    """A Spark Connect session on ``url``. Only ``spark.sql.*`` settings can be set from a client; the
+    server's own config decides master, memory and logging (the rest of ``spark.conf`` is skipped)."""
+    import socket
+
+    from pyspark.sql import SparkSession
+
+    host, port = check_remote(url)
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as exc:
+        raise GapSparkError(f"no Spark Connect server answers at {url} ({exc.strerror or exc}); start one "
+                            "(sbin/start-connect-server.sh) or fix --remote / spark.remote") from None
+    skipped = sorted(k for k in conf if not k.startswith("spark.sql."))
+    if skipped:
+        log.warning("Spark Connect: spark.conf %s left to the server (a client can set spark.sql.* only)",
+                    ", ".join(skipped))
+    builder = SparkSession.builder.remote(url).appName(app_name)
+    for key, value in conf.items():
+        if key.startswith("spark.sql."):
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    log.info("Spark Connect: session on %s (server Spark %s)", url, spark.version)
+    return spark
+
+
 def is_connect(spark: "SparkSession") -> bool:
     """True for a Spark Connect session, which has no SparkContext and no JVM in this process."""
     return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str, *args: Any) -> None:
+    """Log ``message`` as a warning the first time ``key`` is seen in this process (one line for each
+    thing Spark Connect cannot do, however many fits or stages run into it)."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(message, *args)
 
 
 @contextmanager
 def job_description(spark: "SparkSession", text: str) -> Iterator[None]:
     """Label the Spark jobs started inside the block (the UI and the progress log show it).
 
-    Spark Connect has no job descriptions; there the block runs unlabelled.
+    Spark Connect has no job descriptions (the server writes its own); there the block's jobs carry
+    ``text`` as a job tag instead.
     """
     if is_connect(spark):
-        yield
+        tag = text.replace(",", ";")  # a tag may not hold commas
+        spark.addTag(tag)
+        try:
+            yield
+        finally:
+            spark.removeTag(tag)
         return
     sc = spark.sparkContext
     sc.setJobDescription(text)
@@ -182,14 +267,49 @@ def job_description(spark: "SparkSession", text: str) -> Iterator[None]:
         sc.setJobDescription(None)  # type: ignore[arg-type]  # None clears it; the stub says str
 
 
+_parallelism: dict[str, int] = {}
+
+
 def default_parallelism(spark: "SparkSession") -> int:
     """The cluster's task slots: ``sc.defaultParallelism``, or under Spark Connect the partitions of a
-    ``range`` (which Spark sizes to the same default)."""
+    ``range`` (which Spark sizes to the same default; measured once per session)."""
     if not is_connect(spark):
         return int(spark.sparkContext.defaultParallelism)
     from pyspark.sql import functions as F
 
-    return int(spark.range(0, 1 << 16).select(F.spark_partition_id()).distinct().count())
+    key = str(getattr(spark, "session_id", id(spark)))
+    if key not in _parallelism:
+        _parallelism[key] = int(spark.range(0, 1 << 16).select(F.spark_partition_id()).distinct().count())
+    return _parallelism[key]
+
+
+def num_partitions(frame: "DataFrame") -> int:
+    """A frame's partitions: ``rdd.getNumPartitions()``, or under Spark Connect (no RDDs) one more than
+    the highest partition id holding a row (a scan of no columns)."""
+    if not is_connect(frame.sparkSession):
+        return int(frame.rdd.getNumPartitions())
+    from pyspark.sql import functions as F
+
+    top = frame.select(F.spark_partition_id().alias("p")).agg(F.max("p")).first()
+    return int(top[0]) + 1 if top is not None and top[0] is not None else 0
+
+
+def ensure_checkpoint_dir(spark: "SparkSession", directory: str) -> bool:
+    """Set Spark's checkpoint directory when none is set; True when one is set afterwards.
+
+    A Spark Connect client cannot set it (the server's ``spark.checkpoint.dir`` decides); MLlib then
+    skips the checkpoints it would write, with one warning here.
+    """
+    if not is_connect(spark):
+        sc = spark.sparkContext
+        if not sc.getCheckpointDir():
+            sc.setCheckpointDir(directory)
+        return True
+    if spark.conf.get("spark.checkpoint.dir", None):
+        return True
+    warn_once("checkpoint", "Spark Connect: the server has no spark.checkpoint.dir, so MLlib writes no checkpoints "
+              "(start the server with --conf spark.checkpoint.dir=... for long random-forest fits)")
+    return False
 
 
 def set_log_level(spark: "SparkSession", level: str) -> None:

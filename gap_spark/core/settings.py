@@ -67,6 +67,7 @@ class SparkSettings:
     conf: dict[str, str]
     local_bind_address: str
     log_level: str | None
+    remote: str | None  # sc://HOST:PORT of a Spark Connect server; null: a classic session
 
 
 @dataclass(frozen=True)

@@ -38,14 +38,16 @@ linear in rows.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gap_spark.core.progress import FitProgress
-from gap_spark.core.session import job_description
+from gap_spark.core.session import is_connect, job_description, warn_once
 from gap_spark.models.base import FitContext, FitResult, ModelSpec
 from gap_spark.models.stopping import RoundsResult, Scorer, StopRule, fit_in_rounds
 
@@ -227,11 +229,14 @@ def fit_lr(spark: "SparkSession", frame: "DataFrame", params: dict[str, Any], fe
     LRFit
     """
     check_every = int(check_every or max(1, params["maxIter"]))
-    classic = hasattr(lr_estimator(params, features_col), "_java_obj")
-    if not classic:
-        log.warning("lr: rounds and the warm start need a classic (JVM) session; one fit of the whole budget")
-        check_every, warm_start = max(1, int(params["maxIter"])), None
+    budget = max(1, int(params["maxIter"]))
+    if is_connect(spark) and (check_every < budget or warm_start is not None):  # no JVM object to warm-start
+        warn_once("lr-rounds", "Spark Connect: LR fits its whole budget (%d iterations) in one go, without the warm "
+                  "start or the patience rule's rounds (they continue a fit through the JVM's setInitialModel)",
+                  budget)
+        check_every, warm_start = budget, None
     initial, warm_info = None, None
+    described: AbstractContextManager[Any] = contextlib.nullcontext()
     if warm_start is not None:
         total = rows if rows is not None else frame.count()
         if warm_start["sample_rows"] >= total:
@@ -241,9 +246,10 @@ def fit_lr(spark: "SparkSession", frame: "DataFrame", params: dict[str, Any], fe
             with job_description(spark, f"gap-spark train: warm-start lr on ~{warm_start['sample_rows']} rows"):
                 initial, warm_info = _warm_start(spark, frame, params, features_col, heartbeat_s, warm_start, total,
                                                  check_every, patience, score)
-            spark.sparkContext.setJobDescription(f"gap-spark train: fit lr on all {total} rows")
-    result = fit_in_rounds(_round_fit(spark, frame, params, features_col, "lr", heartbeat_s),
-                           lr_stop_rule(params, check_every, patience), score=score, initial=initial, label="lr")
+            described = job_description(spark, f"gap-spark train: fit lr on all {total} rows")
+    with described:
+        result = fit_in_rounds(_round_fit(spark, frame, params, features_col, "lr", heartbeat_s),
+                               lr_stop_rule(params, check_every, patience), score=score, initial=initial, label="lr")
     return LRFit(model=result.model, result=result, warm=warm_info)
 
 

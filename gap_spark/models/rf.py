@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gap_spark.core.progress import FitProgress
+from gap_spark.core.session import default_parallelism, ensure_checkpoint_dir, num_partitions
 from gap_spark.models.base import FitContext, FitResult, ModelSpec
 
 if TYPE_CHECKING:
@@ -121,15 +122,14 @@ class RandomForestSpec(ModelSpec):
 
         Every partition emits the per-node statistics (K x bins x features): fewer is cheaper.
         """
-        partitions = ctx.settings.rf.partitions or ctx.spark.sparkContext.defaultParallelism
-        if frame.rdd.getNumPartitions() > partitions:
+        partitions = ctx.settings.rf.partitions or default_parallelism(ctx.spark)
+        if num_partitions(frame) > partitions:
             frame = frame.coalesce(int(partitions))
         return frame
 
     def fit(self, frame: "DataFrame", params: dict[str, Any], features_col: str, ctx: FitContext) -> FitResult:
-        sc = ctx.spark.sparkContext
-        if params["cacheNodeIds"] and params["checkpointInterval"] > 0 and not sc.getCheckpointDir():
-            sc.setCheckpointDir(ctx.checkpoint_dir)
+        if params["cacheNodeIds"] and params["checkpointInterval"] > 0:
+            ensure_checkpoint_dir(ctx.spark, ctx.checkpoint_dir)
         model = fit_rf(ctx.spark, frame, params, features_col, ctx.heartbeat_s)
         return FitResult(classifier=model, iterations=int(model.getNumTrees),
                          extras={"total_nodes": int(model.totalNumNodes)})

@@ -237,8 +237,9 @@ def with_label_metadata(frame: "DataFrame", num_classes: int, label_col: str = L
     """
     from pyspark.sql import functions as F
 
-    return frame.withColumn(label_col, F.col(label_col).cast("double").alias(
-        label_col, metadata=label_metadata(num_classes, label_col)))
+    # withMetadata, not alias(metadata=...): Spark Connect drops an alias's metadata inside withColumn.
+    return (frame.withColumn(label_col, F.col(label_col).cast("double"))
+            .withMetadata(label_col, label_metadata(num_classes, label_col)))
 
 
 def label_num_values(frame: "DataFrame", label_col: str = LABEL_COL) -> int | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from gap_spark.core.session import is_connect
 from gap_spark.ops.features import with_label_metadata
 from gap_spark.ops.frames import label_counts, proportional_quotas, stratified_sample
 
@@ -92,7 +93,7 @@ def refit_classifier(saved: "PipelineModel", sample: "DataFrame", estimator: "Lo
     classifier = saved.stages[-1]
     if not isinstance(classifier, LogisticRegressionModel):
         raise ValueError(f"only a logistic regression can be refitted, not {type(classifier).__name__}")
-    if not hasattr(estimator, "_java_obj"):
+    if is_connect(sample.sparkSession):  # Connect's estimators are not JVM objects: no setInitialModel
         raise ValueError("refitting from the saved coefficients needs a classic (JVM) session")
     features = PipelineModel(stages=saved.stages[:-1])
     columns = ["label", classifier.getFeaturesCol(), *([weight_col] if weight_col else [])]

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gap_spark.core.session import job_description
+from gap_spark.core.session import is_connect, job_description, warn_once
 from gap_spark.models.lr import lr_estimator, lr_params
 from gap_spark.ops.density import mean_logit, weight_diagnostics
 from gap_spark.ops.paired import before_after, correct_pairs, paired_sums
@@ -124,6 +124,10 @@ def _refits(ctx: MitigationContext, name: str, model: "PipelineModel", predictio
     from pyspark.ml.classification import LogisticRegressionModel
     from pyspark.sql import functions as F
 
+    if is_connect(ctx.spark):
+        reason = "a refit from saved coefficients needs a classic (JVM) session, not Spark Connect"
+        warn_once("refit", "explain: the refit mitigations are not measured: %s", reason)
+        return {k: {"note": f"not measured: {reason}"} for k in wanted}
     if ctx.train is None or not isinstance(model.stages[-1], LogisticRegressionModel):
         reason = "the dataset has no train split" if ctx.train is None else "it is not a logistic regression"
         log.info("explain: %s: no refit mitigations (%s)", name, reason)

@@ -3,14 +3,15 @@
 1. Spark reads the file as text lines (``.gz`` included, CRLF handled) and tags each line with its position.
 2. ``mapInArrow`` hands batches of lines to :class:`~gap_spark.ops.csv_lines.LineParser`; each partition
    writes its good rows as one Parquet file with pyarrow. Bad rows are reported, with their position
-   and reason, through an accumulator keyed by partition (a retried task overwrites its own entry, so
-   nothing is counted twice).
+   and reason, in the one row each partition returns (only a successful attempt's row is collected, so
+   nothing is counted twice; no accumulator, which Spark Connect does not have).
 3. Rows whose ``row_id`` or ``path`` is not unique within the split are all quarantined: there is no
    telling which copy is right.
 4. Raw lines of the bad rows go to ``_quarantine/split=<split>``, with their source and reason.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -25,7 +26,7 @@ from gap_spark.contracts.dataset import SplitResult, quarantine_path, split_path
 from gap_spark.contracts.dataset_parts import split_parts
 from gap_spark.core import fs
 from gap_spark.core.errors import IngestError
-from gap_spark.core.session import job_description
+from gap_spark.core.session import default_parallelism, job_description
 from gap_spark.ops.csv_lines import LineParser, count_by_kind
 from gap_spark.ops.row_keys import extract_keys
 from gap_spark.stages.ingest_duplicates import add_counts, drop_duplicates, duplicate_rows
@@ -44,23 +45,10 @@ log = logging.getLogger(__name__)
 
 # Per partition, at most this many bad rows are kept with their reason; the rest are only counted.
 MAX_BAD_KEPT_PER_PARTITION = 20_000
-PART_SCHEMA = "partition int, rows long, file string"
-
-
-def _accumulator_param() -> Any:
-    from pyspark.accumulators import AccumulatorParam
-
-    class PartitionReports(AccumulatorParam):
-        """Maps partition id -> (lines, bad rows); a retried task replaces its own entry."""
-
-        def zero(self, value: dict) -> dict:
-            return {}
-
-        def addInPlace(self, a: dict, b: dict) -> dict:
-            a.update(b)
-            return a
-
-    return PartitionReports()
+# ``report``: the partition's counts as JSON (lines, bad rows kept with reasons, rows per class ...).
+PART_SCHEMA = "partition int, rows long, file string, report string"
+_PART_ARROW = pa.schema([("partition", pa.int32()), ("rows", pa.int64()), ("file", pa.string()),
+                         ("report", pa.string())])
 
 
 def _parse_batches(batches: Iterable[pa.RecordBatch], parser: LineParser, batch_rows: int,
@@ -86,15 +74,15 @@ def _task_ids() -> tuple[int, int]:
     return (context.partitionId(), context.attemptNumber()) if context else (-1, 0)
 
 
-def write_parsed_parts(lines_df: "DataFrame", dim: int, classes: int, header: str, batch_rows: int, reports: Any,
+def write_parsed_parts(lines_df: "DataFrame", dim: int, classes: int, header: str, batch_rows: int,
                        out_uri: str, compression: str, select: SelectPlan | None = None) -> "DataFrame":
     """Parse each partition and write its good rows as one Parquet file, ``part-<partition>.parquet``.
 
     The Python worker writes the file with pyarrow (:class:`~gap_spark.stages.ingest_parts.PartSink`),
     so the 4 KB feature arrays never cross back into the JVM. With ``select``, the rows that may go to
-    the selection split are written to a candidate file instead. Each partition's counts (lines, bad
-    rows, rows per class, files) go to ``reports``; returns one ``(partition, rows, file)`` row a
-    partition, and the files are written when an action runs.
+    the selection split are written to a candidate file instead. Returns one ``(partition, rows, file,
+    report)`` row a partition, ``report`` the JSON of its counts (lines, bad rows, rows per class, files);
+    the files are written when an action runs.
     """
     parser = LineParser(dim, classes, header)
 
@@ -106,10 +94,8 @@ def write_parsed_parts(lines_df: "DataFrame", dim: int, classes: int, header: st
         for batch in _parse_batches(batches, parser, batch_rows, report):
             sink.add(batch)
         written = sink.close()
-        reports.add({partition: {**report, **written}})
-        yield pa.RecordBatch.from_pylist([{"partition": partition, "rows": written["rows"], "file": written["file"]}],
-                                         schema=pa.schema([("partition", pa.int32()), ("rows", pa.int64()),
-                                                           ("file", pa.string())]))
+        yield pa.RecordBatch.from_pylist([{"partition": partition, "rows": written["rows"], "file": written["file"],
+                                           "report": json.dumps({**report, **written})}], schema=_PART_ARROW)
 
     return lines_df.mapInArrow(write_partition, PART_SCHEMA)
 
@@ -195,7 +181,7 @@ def ingest_split(spark: "SparkSession", job: SplitJob, settings: "IngestSettings
 
 def _ingest_split(spark: "SparkSession", job: SplitJob, settings: "IngestSettings") -> dict[str, Any]:
     """The split's counts: rows read, written and quarantined, quarantined by kind, rows per class."""
-    lines = read_lines(spark, job.source, spark.sparkContext.defaultParallelism)
+    lines = read_lines(spark, job.source, default_parallelism(spark))
     out = split_path(job.staging, job.split)
     dirs = [out, job.select.candidates] if job.select else [out]
     with job_description(spark, f"ingest {job.split}: parse, validate and write"):
@@ -240,17 +226,16 @@ def _write_good_rows(spark: "SparkSession", lines: "DataFrame", out: str, job: S
                      settings: "IngestSettings") -> dict[str, Any]:
     """Parse and write the good rows into ``out`` (and the candidates); returns the partitions' reports
     summed: ``lines``, ``bad`` (kept with reasons), ``bad_not_kept``, ``class_counts``, ``next_index``."""
-    reports = spark.sparkContext.accumulator({}, _accumulator_param())
-    parts = write_parsed_parts(lines, job.dim, settings.classes, job.check.header, settings.batch_rows, reports,
+    parts = write_parsed_parts(lines, job.dim, settings.classes, job.check.header, settings.batch_rows,
                                out, settings.compression, job.select).collect()
     fs.makedirs(out)  # no good rows at all: an empty split still reads as an empty frame
     for directory in [out, job.select.candidates] if job.select else [out]:
         remove_temporary_files(directory)
-    report = reports.value
+    report = {p["partition"]: json.loads(p["report"]) for p in parts}
     class_counts: dict[int, int] = {}
     for r in report.values():
-        class_counts = add_counts(class_counts, r["class_counts"])
-    bad = [b for r in report.values() for b in r["bad"]]
+        class_counts = add_counts(class_counts, {int(k): v for k, v in r["class_counts"].items()})
+    bad = [(int(pos), kind, reason) for r in report.values() for pos, kind, reason in r["bad"]]
     if job.check.ends_with_newline is False:
         bad = _mark_truncated(bad, max(r["last_pos"] for r in report.values()))
     return {"lines": sum(r["lines"] for r in report.values()), "bad": bad,

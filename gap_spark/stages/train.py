@@ -35,7 +35,7 @@ from gap_spark.contracts.tables import table_csv
 from gap_spark.core import fs
 from gap_spark.core.errors import DatasetError, GapSparkError
 from gap_spark.core.progress import blas_implementation
-from gap_spark.core.session import job_description
+from gap_spark.core.session import default_parallelism, job_description, num_partitions
 from gap_spark.models import selected_models
 from gap_spark.models.base import FitContext
 from gap_spark.models.tuning import SELECTION_METRIC, tune_model
@@ -220,8 +220,8 @@ def _prepare(spark: "SparkSession", train: "DataFrame", settings: "TrainSettings
     level = storage_level(settings.storage_level)
     frame = train.select("label", "features")
     manifest_rows = int((manifest.get("splits", {}).get("train") or {}).get("rows_written") or 0)
-    current = frame.rdd.getNumPartitions()
-    partitions = settings.partitions or auto_partitions(manifest_rows, dim, spark.sparkContext.defaultParallelism)
+    current = num_partitions(frame)
+    partitions = settings.partitions or auto_partitions(manifest_rows, dim, default_parallelism(spark))
     if partitions < current:
         frame = frame.coalesce(partitions)  # narrow: no shuffle of the whole split
     elif partitions > current:
@@ -355,6 +355,6 @@ def _summary(spark: "SparkSession", run_dir: "RunDir", manifest: dict[str, Any],
         "missing_classes": data.missing,
         "training_data": {"rows": data.rows, "partitions": data.partitions, "storage_level": settings.storage_level,
                           "prepare_seconds": data.seconds},
-        "environment": {"blas": blas, "default_parallelism": spark.sparkContext.defaultParallelism,
+        "environment": {"blas": blas, "default_parallelism": default_parallelism(spark),
                         "spark_version": spark.version},
     }

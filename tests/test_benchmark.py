@@ -34,10 +34,10 @@ SMOKE_SETS = ["spark.conf.spark.driver.memory=2g", "train.lr.max_iter=3", "train
 @pytest.mark.slow
 def test_harness_at_one_percent_writes_a_sane_table(tmp_path):
     work = tmp_path / "bench"
-    command = [sys.executable, str(REPO / "jobs" / "benchmark.py"), "--scale", "0.01", "--work", str(work)]
+    command = [sys.executable, "-m", "benchmarks.harness", "--scale", "0.01", "--work", str(work)]
     for item in SMOKE_SETS:
         command += ["--set", item]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     result = json.loads((work / "benchmark.json").read_text())

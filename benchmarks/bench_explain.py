@@ -35,7 +35,7 @@ from benchmarks.common import (
 from benchmarks.memwatch import MemoryWatch
 
 ZERO = {"synth.v2_extra_hardness": 0.0, "synth.covariate_shift": 0.0}
-SCENARIOS = {
+SCENARIOS: dict[str, dict[str, object]] = {
     "linear": {**ZERO, "synth.v2_selection": 2.0, "synth.v2_selection_kind": "linear"},
     "margin": {**ZERO, "synth.v2_selection": 1.5, "synth.v2_selection_kind": "margin"},
     "hardness": {"synth.covariate_shift": 0.0},

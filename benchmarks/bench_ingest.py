@@ -32,9 +32,8 @@ from benchmarks.common import (
     work_dir,
 )
 from gap_spark.contracts.dataset import RAW_FILE_NAMES
-from gap_spark.core import fs
-from gap_spark.ops.csv_lines import validate_header
-from gap_spark.stages.ingest_split import ingest_split
+from gap_spark.stages.ingest_preflight import preflight
+from gap_spark.stages.ingest_split import SplitJob, ingest_split
 from gap_spark.stages.synth import synth_settings, write_split
 
 
@@ -76,14 +75,13 @@ def main() -> None:
     config = bench_config(args.config, ["ingest.max_bad_fraction=0.01", *args.sets], cores=args.cores,
                           driver_memory=args.driver_memory)
     spark = spark_session(config, "bench-ingest")
-    header = fs.read_first_line(source)
-    dim = validate_header(header, source)
     settings = config.settings.ingest
+    checks, dim = preflight({"val": source}, settings.classes, settings.max_bad_fraction)
 
     def run_spark() -> None:
         staging = os.path.join(work, "spark-out")
         shutil.rmtree(staging, ignore_errors=True)
-        result = ingest_split(spark, "val", source, header, dim, 1000, staging, settings)
+        result = ingest_split(spark, SplitJob("val", source, checks["val"], dim, staging, staging), settings)
         assert result.rows_written == args.rows, result
 
     def run_pyarrow() -> None:

@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -112,8 +113,9 @@ def main(argv=None) -> int:
         scale = 1.0 if args.full else args.scale
         rows = {split: max(1, round(n * scale)) for split, n in FULL.items()}
         dim = args.dim
-        scratch = None if args.work else work_dir(None, "bench_shift_")
-        data = generated_dataset(args.work or scratch, rows, dim=dim, classes=args.classes, seed=args.seed)
+        root = work_dir(args.work, "bench_shift_")
+        scratch = None if args.work else root  # a temporary directory is removed at the end
+        data = generated_dataset(root, rows, dim=dim, classes=args.classes, seed=args.seed)
         frames, _ = read_dataset(spark, data.data_dir, ("train", "val", "v2"))
         source = f"generated, scale {scale}"
 
@@ -134,10 +136,12 @@ def main(argv=None) -> int:
                 n_train = frames["train"].count()
                 print(f"train sample: {n_train} rows cached in {time.perf_counter() - started:.1f} s")
             started = time.perf_counter()
-            stats = feature_shift_stats({k: frames[k] for k in pair}, [(name, *pair)], dim, args.bins,
-                                        args.range_sd).toPandas().sort_values("feature")
+            table: Any = feature_shift_stats({k: frames[k] for k in pair}, [(name, *pair)], dim, args.bins,
+                                             args.range_sd).toPandas()
+            stats = table.sort_values("feature")
             spark_seconds = time.perf_counter() - started
-            row = {"pair": name, "rows_a": int(stats["n_a"].iloc[0]), "rows_b": int(stats["n_b"].iloc[0]),
+            row: dict[str, Any] = {
+                   "pair": name, "rows_a": int(stats["n_a"].iloc[0]), "rows_b": int(stats["n_b"].iloc[0]),
                    "dim": dim, "spark_s": spark_seconds,
                    "ks_bound_max": float(stats["ks_error_bound"].max()),
                    "w1_bound_max_sd": float((stats["wasserstein_error_bound"]

@@ -216,10 +216,10 @@ def selection_dataset(root: str, scale: float | None = None, val_scale: float = 
     from gap_spark.core.settings import FULL_ROWS
 
     ingest = load_config().settings.ingest
-    select = {"select_fraction": ingest.select_fraction, "select_seed": ingest.select_seed}
+    select: dict[str, Any] = {"select_fraction": ingest.select_fraction, "select_seed": ingest.select_seed}
     if scale is None:
-        return generated_dataset(root, {"train": 8000, "val": 4000, "v2": 2000}, **{"dim": 32, "classes": 20,
-                                                                                    **select, **shape})
+        oracle: dict[str, Any] = {"dim": 32, "classes": 20, **select, **shape}
+        return generated_dataset(root, {"train": 8000, "val": 4000, "v2": 2000}, **oracle)
     rows = {"train": round(FULL_ROWS["train"] * scale), "val": round(FULL_ROWS["val"] * val_scale),
             "v2": round(FULL_ROWS["v2"] * val_scale)}
     return generated_dataset(root, rows, **select, **shape)

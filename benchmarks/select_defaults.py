@@ -88,7 +88,9 @@ class Bench:
         t0 = time.time()
         result = spec.fit(frame, params, col, ctx)
         fit_s = time.time() - t0
-        metrics = ctx.scorer()(result.classifier)
+        scorer = ctx.scorer()
+        assert scorer is not None, "the selection slice is missing"
+        metrics = scorer(result.classifier)
         return {"model": name, "select_accuracy": metrics["accuracy"], "select_log_loss": metrics["log_loss"],
                 "iterations": result.iterations, "stopped": result.extras.get("stopped"), "fit_s": round(fit_s, 1),
                 "features_s": round(feature_s, 1), "warm": result.extras.get("warm_start"),
@@ -141,7 +143,7 @@ def replay(trace: dict, tols: list[float], patiences: list[int]) -> list[dict]:
     rounds = trace["rounds"]
     for tol in tols:
         for patience in patiences:
-            best, since, kept, spent = None, 0, None, 0.0
+            best, since, kept, spent = None, 0, 0, 0.0
             for i, r in enumerate(rounds):
                 spent += r["seconds"]
                 loss = r["select"]["log_loss"]
@@ -181,7 +183,7 @@ def lr_reg(bench: Bench, args) -> list[dict]:
 
 def rf_grid(bench: Bench, args) -> list[dict]:
     base = bench.settings.rf
-    points = [("base", {})]
+    points: list[tuple[str, dict]] = [("base", {})]
     for item in args.values.split(","):
         key, value = item.split("=")
         points.append((item, {key: int(value)}))

@@ -38,18 +38,18 @@ package: $(STAMP)
 
 ## gap-spark's stages beside the prototype's approach at 10% (full val and v2); see README "Benchmarks".
 bench: $(STAMP)
-	$(BIN)/python jobs/benchmark.py --scale 0.1 --set synth.val_rows=50000 --set synth.v2_rows=10000 \
+	$(BIN)/python -m benchmarks.harness --scale 0.1 --set synth.val_rows=50000 --set synth.v2_rows=10000 \
 	    --work data/bench/10pct
 
 ## The full 1,281,167 x 1024 x 1000 run on one machine (hours on 2 cores).
 bench-full: $(STAMP)
-	$(BIN)/python jobs/benchmark.py --scale 1.0 --config conf/full.yaml --work data/bench/full --skip-baselines
+	$(BIN)/python -m benchmarks.harness --scale 1.0 --config conf/full.yaml --work data/bench/full --skip-baselines
 
 bench-ingest: $(STAMP)
-	$(BIN)/python benchmarks/bench_ingest.py --rows 20000 --repeats 3
+	$(BIN)/python -m benchmarks.bench_ingest --rows 20000 --repeats 3
 
 bench-calibration: $(STAMP)
-	$(BIN)/python benchmarks/calibrate_synth.py --scale 0.1
+	$(BIN)/python -m benchmarks.calibrate_synth --scale 0.1
 
 clean:
 	rm -rf dist build *.egg-info data/demo

@@ -18,10 +18,7 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from gap_spark.contracts.dataset import RAW_FILE_NAMES  # noqa: E402
+from gap_spark.contracts.dataset import RAW_FILE_NAMES
 
 SPLITS = ("train", "val", "v2")
 

@@ -1,57 +1,52 @@
 """MLlib LR with the default config against scikit-learn's converged fit, on the same rows, scored on select.
 
 For each size it builds (or reuses) a generated dataset with a selection split
-(:mod:`benchmarks.select_data`), runs gap-spark's train stage with **no config beyond the paths** (LR only,
-unless ``--models``), and fits scikit-learn's LogisticRegression (lbfgs, tol 1e-6, to convergence) on the
-same train rows with the same objective (``C = 1 / (regParam n)`` on the standardised features). It
+(:func:`benchmarks.common.selection_dataset`), runs gap-spark's train stage with **no config beyond the
+paths** (LR only, unless ``--models``), and fits scikit-learn's LogisticRegression (lbfgs, tol 1e-6, to
+convergence) on the same train rows with the same objective (``C = 1 / (regParam n)`` on the standardised features). It
 prints accuracy and log loss on the selection slice, the agreement of the two models' predictions there,
 the iterations, how MLlib's fit stopped, and both times with their ratio. val and v2 accuracies are
 printed as results only: nothing here is chosen on them.
 
-    python benchmarks/bench_convergence.py --size oracle --size 1pct     # 8,000 x 32 x 20 and 1% scale
-    python benchmarks/bench_convergence.py --size 10pct                  # 128k x 1024 x 1000 (long)
-    python benchmarks/bench_convergence.py --size oracle --set train.lr.max_iter=3   # yesterday's defaults
+    python -m benchmarks.bench_convergence --size oracle --size 1pct     # 8,000 x 32 x 20 and 1% scale
+    python -m benchmarks.bench_convergence --size 10pct                  # 128k x 1024 x 1000 (long)
+    python -m benchmarks.bench_convergence --size oracle --set train.lr.max_iter=3   # yesterday's defaults
 
-The scikit-learn fit is cached per dataset and regParam under ``--cache``.
+The scikit-learn fit is cached per dataset and regParam under ``--work``.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from benchmarks.common import (
+    RESULTS,
+    GeneratedData,
+    add_spark_args,
+    add_work_arg,
+    bench_config,
+    bench_parser,
+    dump,
+    machine,
+    print_table,
+    selection_dataset,
+    spark_session,
+)
+from benchmarks.sk_oracle import cached_oracle
 
-from benchmarks.common import dump, machine, print_table  # noqa: E402
-from benchmarks.select_data import BenchData, at_scale, build  # noqa: E402
-from benchmarks.sk_oracle import cached_oracle  # noqa: E402
-
-SIZES = {
-    "oracle": lambda root: build(root, 8000, 32, 20, 4000, 2000, seed=0),
-    "1pct": lambda root: at_scale(root, 0.01),
-    "10pct": lambda root: at_scale(root, 0.1),
-}
-
-
-def spark_session(memory: str):
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master("local[2]").appName("bench-convergence")
-             .config("spark.driver.memory", memory)
-             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", "2").getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+SIZES = {"oracle": None, "1pct": 0.01, "10pct": 0.1}  # None: 8,000 x 32 x 20
 
 
-def mllib_predictions(spark, model_dir: str, data: BenchData, split: str) -> np.ndarray:
+def bench_spark(cores: int, memory: str):
+    """local[cores] with ``cores`` shuffle partitions, as the convergence and defaults runs measure."""
+    config = bench_config(cores=cores, driver_memory=memory, conf={"spark.sql.shuffle.partitions": cores})
+    return spark_session(config, "bench-convergence")
+
+
+def mllib_predictions(spark, model_dir: str, data: GeneratedData, split: str) -> np.ndarray:
     """The saved model's predictions on ``split``, in the arrays' row order (results only for val/v2)."""
     from pyspark.ml import PipelineModel
 
@@ -65,7 +60,7 @@ def mllib_predictions(spark, model_dir: str, data: BenchData, split: str) -> np.
     return np.array([by_id[i] for i in ids])
 
 
-def run_size(spark, name: str, data: BenchData, sets: list[str], models: str, cache: str, work: str) -> dict:
+def run_size(spark, name: str, data: GeneratedData, sets: list[str], models: str, cache: str, work: str) -> dict:
     from gap_spark.contracts.paths import Paths
     from gap_spark.core.config import load_config
     from gap_spark.stages.train import run_train
@@ -109,29 +104,27 @@ def run_size(spark, name: str, data: BenchData, sets: list[str], models: str, ca
     return out
 
 
-def _ids(data: BenchData, split: str) -> np.ndarray:
-    """The row ids of a split's arrays as written by :mod:`benchmarks.select_data` (sorted = array order)."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(os.path.join(data.data_dir, f"split={split}"), columns=["row_id"])["row_id"].to_numpy()
+def _ids(data: GeneratedData, split: str) -> np.ndarray:
+    """The row ids of a split's arrays (in array order, which is the Parquet file's order)."""
+    return np.asarray(data.ids(split))
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__)
     p.add_argument("--size", action="append", choices=sorted(SIZES), help="oracle (8,000 x 32 x 20), 1pct, 10pct")
     p.add_argument("--set", action="append", default=[], help="config override (default: none)")
     p.add_argument("--models", default="lr")
-    p.add_argument("--memory", default="8g")
-    p.add_argument("--root", default=os.path.join(ROOT, "data", "bench"))
-    p.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results", "convergence.json"))
+    add_spark_args(p, driver_memory="8g")
+    add_work_arg(p, os.path.join("data", "bench"), "generated datasets, oracle fits and runs")
+    p.add_argument("--out", default=os.path.join(RESULTS, "convergence.json"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    spark = spark_session(args.memory)
+    spark = bench_spark(args.cores, args.driver_memory)
     rows = []
     for name in args.size or ["oracle"]:
-        data = SIZES[name](args.root)
-        rows.append(run_size(spark, name, data, args.set, args.models, args.root, os.path.join(args.root, "runs")))
+        data = selection_dataset(args.work, SIZES[name])
+        rows.append(run_size(spark, name, data, args.set, args.models, args.work, os.path.join(args.work, "runs")))
         print(rows[-1], flush=True)
     print_table(rows, ["size", "train_rows", "select_rows", "sets", "mllib_select", "sk_select", "diff_points",
                        "agreement_select", "mllib_iterations", "stopped", "warm_iterations", "mllib_lr_s", "sk_s",

@@ -5,15 +5,14 @@ PCA, then times gap_spark.ops.embedding.embed for UMAP and openTSNE with at most
 run it times two baselines on the same PCA output: scikit-learn's Barnes-Hut TSNE and PCA alone, and
 prints the ratios. Target: 2 minutes or less for each of UMAP and t-SNE on 2 cores.
 
-    .venv/bin/python benchmarks/bench_embed.py               # 10k points, 2 threads
-    .venv/bin/python benchmarks/bench_embed.py --points 3000 --no-sklearn
+    python -m benchmarks.bench_embed               # 10k points, 2 threads
+    python -m benchmarks.bench_embed --points 3000 --no-sklearn
 
 UMAP's first call in a fresh process includes numba's JIT compilation (cached on disk afterwards, see
 gap_spark.ops.embedding.prepare_numba); the script reports a cold and a warm UMAP time.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -22,21 +21,18 @@ import time
 
 import numpy as np
 
+from benchmarks.common import add_shape_args, bench_parser, split_matrix
+
 
 def make_features(points: int, dim: int, classes: int, seed: int) -> np.ndarray:
-    """Half val, half v2 rows from the synthetic generator (with its default shift)."""
+    """Half val, half v2 rows of the generator (with its default shift), as ``gap-spark synth`` writes them."""
     from gap_spark.ops.generator import World
     from gap_spark.stages.synth import synth_settings
 
     spec = synth_settings(train_rows=1, val_rows=points // 2, v2_rows=points - points // 2, dim=dim,
                           classes=classes, seed=seed)
     world = World(spec)
-    rng = np.random.default_rng(seed)
-    parts = []
-    for split, n in (("val", points // 2), ("v2", points - points // 2)):
-        labels = rng.integers(0, classes, size=n)
-        parts.append(np.ascontiguousarray(world.sample(split, labels, rng)))
-    return np.vstack(parts)
+    return np.vstack([split_matrix(world, split)[0] for split in ("val", "v2")])
 
 
 def load_average() -> str:
@@ -62,13 +58,11 @@ class Stopwatch:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--points", type=int, default=10_000)
-    parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--classes", type=int, default=1000)
+    add_shape_args(parser, seed=17)
     parser.add_argument("--pca-dims", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--no-sklearn", action="store_true", help="skip the scikit-learn TSNE baseline")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args(argv)

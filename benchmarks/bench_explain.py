@@ -14,23 +14,28 @@ Scenarios (all other shift knobs at zero unless said):
 - ``hardness``: only ``v2_extra_hardness`` (0.065, its default): p(y | x) itself differs;
 - ``defaults``: the generator's defaults (hardness and a mean shift of 5% of the features).
 
-    .venv/bin/python benchmarks/bench_explain.py --scale 0.01 --work data/bench/explain
-    .venv/bin/python benchmarks/bench_explain.py --scale 0.1 --scenario margin --set synth.val_rows=50000
+    python -m benchmarks.bench_explain --scale 0.01 --work data/bench/explain
+    python -m benchmarks.bench_explain --scale 0.1 --scenario margin --set synth.val_rows=50000
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.common import dump, machine, print_table
+from benchmarks.common import (
+    add_config_args,
+    add_work_arg,
+    bench_config,
+    bench_parser,
+    dump,
+    machine,
+    print_table,
+    spark_session,
+)
 from benchmarks.memwatch import MemoryWatch
 
 ZERO = {"synth.v2_extra_hardness": 0.0, "synth.covariate_shift": 0.0}
-SCENARIOS = {
+SCENARIOS: dict[str, dict[str, object]] = {
     "linear": {**ZERO, "synth.v2_selection": 2.0, "synth.v2_selection_kind": "linear"},
     "margin": {**ZERO, "synth.v2_selection": 1.5, "synth.v2_selection_kind": "margin"},
     "hardness": {"synth.covariate_shift": 0.0},
@@ -39,7 +44,7 @@ SCENARIOS = {
 BEFORE = ("synth", "ingest", "train", "evaluate")
 
 
-def run_scenario(spark, name: str, scale: float, work: str, sets: list[str]) -> dict:
+def run_scenario(spark, name: str, scale: float, work: str, config_file: str | None, sets: list[str]) -> dict:
     from gap_spark.contracts.paths import Paths
     from gap_spark.core import fs
     from gap_spark.core.config import load_config
@@ -47,8 +52,8 @@ def run_scenario(spark, name: str, scale: float, work: str, sets: list[str]) -> 
 
     root = os.path.join(work, name)
     knobs = [f"{k}={v}" for k, v in SCENARIOS[name].items()]
-    config = load_config(sets=[f"synth.scale={scale}", f"paths.raw={root}/raw", f"paths.data={root}/dataset",
-                               f"paths.run={root}/run", *knobs, *sets])
+    config = load_config(config_file, sets=[f"synth.scale={scale}", f"paths.raw={root}/raw",
+                                            f"paths.data={root}/dataset", f"paths.run={root}/run", *knobs, *sets])
     paths = Paths.from_config(config)
     started = time.time()
     summary = run_pipeline(spark, config, paths, stages=BEFORE)
@@ -90,18 +95,16 @@ def rows_of(result: dict) -> tuple[list[dict], list[dict], list[dict]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, full_help=True)
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="default: all four")
-    parser.add_argument("--work", default="data/bench/explain")
-    parser.add_argument("--set", dest="sets", action="append", default=[], help="extra config key=value")
+    add_work_arg(parser, os.path.join("data", "bench", "explain"), "scenarios' CSVs, datasets and runs")
+    add_config_args(parser)
     args = parser.parse_args()
 
-    from gap_spark.core.config import load_config
-    from gap_spark.core.session import get_spark
-
-    spark = get_spark(load_config(sets=args.sets), app_name="bench-explain")
-    results = [run_scenario(spark, name, args.scale, args.work, args.sets) for name in args.scenario or SCENARIOS]
+    spark = spark_session(bench_config(args.config, args.sets), "bench-explain")
+    results = [run_scenario(spark, name, args.scale, args.work, args.config, args.sets)
+               for name in args.scenario or SCENARIOS]
     tables = [rows_of(r) for r in results]
     print("\nThe gap's parts (percentage points, val minus v2, 95% bootstrap intervals):")
     print_table([r for t in tables for r in t[0]],

@@ -3,31 +3,37 @@
 Both read the same generated file (same columns) and write the same ``array<float>`` layout, in the
 same run on the same machine; the ratio (gap-spark time / pyarrow time) is what to compare.
 
-    python benchmarks/bench_ingest.py --rows 20000            # ~225 MB of CSV
-    python benchmarks/bench_ingest.py --rows 100000 --repeats 3
+    python -m benchmarks.bench_ingest --rows 20000            # ~225 MB of CSV
+    python -m benchmarks.bench_ingest --rows 100000 --repeats 3
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
-import sys
-import tempfile
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.common import dump, machine, median_time, print_table
+from benchmarks.common import (
+    RESULTS,
+    add_config_args,
+    add_repeats_arg,
+    add_spark_args,
+    add_work_arg,
+    bench_config,
+    bench_parser,
+    dump,
+    machine,
+    median_time,
+    print_table,
+    spark_session,
+    work_dir,
+)
 from gap_spark.contracts.dataset import RAW_FILE_NAMES
-from gap_spark.core import fs
-from gap_spark.core.config import load_config
-from gap_spark.core.session import get_spark
-from gap_spark.ops.csv_lines import validate_header
-from gap_spark.stages.ingest_split import ingest_split
+from gap_spark.stages.ingest_preflight import preflight
+from gap_spark.stages.ingest_split import SplitJob, ingest_split
 from gap_spark.stages.synth import synth_settings, write_split
 
 
@@ -48,15 +54,17 @@ def pyarrow_convert(source: str, dim: int, out_dir: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--workdir", default=None, help="reuse generated data here (default: a temp dir)")
-    parser.add_argument("--out", default="benchmarks/results/ingest.json")
+    add_repeats_arg(parser)
+    add_work_arg(parser, None, "generated CSV (reused) and both outputs")
+    add_spark_args(parser, cores=0)
+    add_config_args(parser)
+    parser.add_argument("--out", default=os.path.join(RESULTS, "ingest.json"))
     args = parser.parse_args()
 
-    work = args.workdir or tempfile.mkdtemp(prefix="bench-ingest-")
+    work = work_dir(args.work, "bench-ingest-")
     source = os.path.join(work, f"rows{args.rows}_dim{args.dim}", RAW_FILE_NAMES["val"])
     if not os.path.exists(source):
         os.makedirs(os.path.dirname(source), exist_ok=True)
@@ -64,17 +72,17 @@ def main() -> None:
         write_split(spec, "val", source)
     size_mb = os.path.getsize(source) / 1e6
 
-    config = load_config(sets=["ingest.max_bad_fraction=0.01"])
-    spark = get_spark(config, app_name="bench-ingest")
-    spark.sparkContext.setLogLevel("ERROR")
-    header = fs.read_first_line(source)
-    dim = validate_header(header, source)
+    config = bench_config(args.config, ["ingest.max_bad_fraction=0.01", *args.sets], cores=args.cores,
+                          driver_memory=args.driver_memory)
+    spark = spark_session(config, "bench-ingest")
     settings = config.settings.ingest
+    # preflight reads D from the train header; this one CSV stands in for it.
+    checks, dim = preflight({"train": source}, settings.classes, settings.max_bad_fraction)
 
     def run_spark() -> None:
         staging = os.path.join(work, "spark-out")
         shutil.rmtree(staging, ignore_errors=True)
-        result = ingest_split(spark, "val", source, header, dim, 1000, staging, settings)
+        result = ingest_split(spark, SplitJob("val", source, checks["train"], dim, staging, staging), settings)
         assert result.rows_written == args.rows, result
 
     def run_pyarrow() -> None:

@@ -6,59 +6,43 @@ mapInArrow passes, a histogram sketch on a fixed grid):
 - val vs v2 (full size: 50,000 + 10,000 rows x 1024);
 - a 10% train sample vs val (full size: 128,117 + 50,000 rows x 1024).
 
-The data come from gap_spark.ops.generator (written to Parquet in a temporary directory, so Spark reads files as
-it does in the stage; with --data it reads an existing dataset and samples train itself). In the same
+The data come from gap_spark.ops.generator, written as a dataset by benchmarks.common.generated_dataset (in
+--work, default a temporary directory), so Spark reads files as it does in the stage; with --data it reads an
+existing dataset and samples train itself. In the same
 run, the baseline collects the same rows into one process and computes the same statistics with numpy
 and scipy (scipy.stats.ks_2samp and wasserstein_distance, feature by feature); the script prints both
 times, the ratio, and the largest KS/W1 differences from scipy next to the sketch's stated bounds.
 
-    .venv/bin/python benchmarks/bench_shift.py                 # modest default: 1/5 of the full sizes
-    .venv/bin/python benchmarks/bench_shift.py --full          # 60k x 1024 and a 128k-row train sample
-    .venv/bin/python benchmarks/bench_shift.py --data data/dataset --train-fraction 0.1
-    .venv/bin/python benchmarks/bench_shift.py --percentile-approx   # also time the SQL quantile route
+    python -m benchmarks.bench_shift                 # modest default: 1/5 of the full sizes
+    python -m benchmarks.bench_shift --full          # 60k x 1024 and a 128k-row train sample
+    python -m benchmarks.bench_shift --data data/dataset --train-fraction 0.1
+    python -m benchmarks.bench_shift --percentile-approx   # also time the SQL quantile route
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.common import dump, machine, print_table
+from benchmarks.common import (
+    add_shape_args,
+    add_spark_args,
+    add_work_arg,
+    bench_config,
+    bench_parser,
+    dump,
+    generated_dataset,
+    machine,
+    print_table,
+    spark_session,
+    work_dir,
+)
 
 FULL = {"val": 50_000, "v2": 10_000, "train": 128_117}
-
-
-def write_generated(out_dir: str, rows: dict[str, int], dim: int, classes: int, seed: int) -> None:
-    """Generated rows of each set, as dataset-shaped Parquet (``row_id, label, features``)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from gap_spark.ops.generator import World
-    from gap_spark.stages.synth import synth_settings
-
-    spec = synth_settings(train_rows=max(rows["train"], 1), val_rows=rows["val"], v2_rows=rows["v2"], dim=dim,
-                          classes=classes, seed=seed)
-    world = World(spec)
-    for i, (split, n) in enumerate(rows.items()):
-        if n == 0:
-            continue
-        os.makedirs(os.path.join(out_dir, split), exist_ok=True)
-        rng = np.random.default_rng([seed, i])
-        for part, start in enumerate(range(0, n, 8192)):
-            labels = rng.integers(0, classes, size=min(8192, n - start)).astype(np.int32)
-            x = np.ascontiguousarray(world.sample(split, labels, rng))
-            features = pa.ListArray.from_arrays(pa.array(np.arange(0, x.size + 1, dim, dtype=np.int32)),
-                                                pa.array(x.ravel()))
-            table = pa.table({"row_id": pa.array(np.arange(start, start + len(labels), dtype=np.int64)),
-                              "label": pa.array(labels), "features": features})
-            pq.write_table(table, os.path.join(out_dir, split, f"part-{part:05d}.parquet"))
 
 
 def to_numpy(frame, dim: int) -> np.ndarray:
@@ -97,35 +81,29 @@ def percentile_approx_route(frames: dict, pair: tuple[str, str], grid: int, accu
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--full", action="store_true", help="the real sizes: 50k/10k val/v2, a 128k train sample")
     parser.add_argument("--scale", type=float, default=0.2, help="fraction of the full sizes (default 0.2)")
-    parser.add_argument("--dim", type=int, default=1024)
-    parser.add_argument("--classes", type=int, default=1000)
+    add_shape_args(parser, seed=13)
     parser.add_argument("--bins", type=int, default=1000, help="shift.histogram_bins")
     parser.add_argument("--range-sd", type=float, default=5.0, help="shift.histogram_range_sd")
     parser.add_argument("--data", help="an existing dataset (DATA_DIR) instead of generated data")
     parser.add_argument("--train-fraction", type=float, default=0.1, help="train sample fraction with --data")
-    parser.add_argument("--master", default="local[2]")
-    parser.add_argument("--seed", type=int, default=13)
+    add_spark_args(parser)
+    add_work_arg(parser, None, "generated dataset")
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--percentile-approx", action="store_true",
                         help="also time Spark SQL percentile_approx over the exploded val+v2 (slow)")
     parser.add_argument("--json", help="also write the numbers to this file")
     args = parser.parse_args(argv)
 
-    from gap_spark.core.config import load_config
-    from gap_spark.core.session import get_spark
+    from gap_spark.contracts.dataset import read_dataset
     from gap_spark.ops.drift_spark import feature_shift_stats
 
-    config = load_config(sets=[f"spark.master={args.master}", "spark.conf.spark.ui.showConsoleProgress=false"])
-    spark = get_spark(config, app_name="bench_shift")
-    spark.sparkContext.setLogLevel("ERROR")
+    spark = spark_session(bench_config(cores=args.cores, driver_memory=args.driver_memory), "bench_shift")
 
     scratch = None
     if args.data:
-        from gap_spark.contracts.dataset import read_dataset
-
         splits, manifest = read_dataset(spark, args.data)
         dim = int(manifest["dim"])
         frames = {"val": splits["val"], "v2": splits["v2"],
@@ -135,14 +113,13 @@ def main(argv=None) -> int:
         scale = 1.0 if args.full else args.scale
         rows = {split: max(1, round(n * scale)) for split, n in FULL.items()}
         dim = args.dim
-        scratch = tempfile.mkdtemp(prefix="bench_shift_")
-        started = time.perf_counter()
-        write_generated(scratch, rows, dim, args.classes, args.seed)
-        print(f"generated {rows} x {dim} in {time.perf_counter() - started:.1f} s -> {scratch}", flush=True)
-        frames = {split: spark.read.parquet(os.path.join(scratch, split)) for split in rows}
+        root = work_dir(args.work, "bench_shift_")
+        scratch = None if args.work else root  # a temporary directory is removed at the end
+        data = generated_dataset(root, rows, dim=dim, classes=args.classes, seed=args.seed)
+        frames, _ = read_dataset(spark, data.data_dir, ("train", "val", "v2"))
         source = f"generated, scale {scale}"
 
-    print(f"machine: {machine()}, master {args.master}, load average {os.getloadavg()[0]:.1f}; data: {source}")
+    print(f"machine: {machine()}, local[{args.cores}], load average {os.getloadavg()[0]:.1f}; data: {source}")
     # Warm up (Python workers, imports, JIT) on a few rows, so the timings below are of warm runs.
     started = time.perf_counter()
     feature_shift_stats({k: frames[k].limit(500) for k in ("val", "v2")}, [("warm", "val", "v2")], dim,
@@ -159,10 +136,12 @@ def main(argv=None) -> int:
                 n_train = frames["train"].count()
                 print(f"train sample: {n_train} rows cached in {time.perf_counter() - started:.1f} s")
             started = time.perf_counter()
-            stats = feature_shift_stats({k: frames[k] for k in pair}, [(name, *pair)], dim, args.bins,
-                                        args.range_sd).toPandas().sort_values("feature")
+            table: Any = feature_shift_stats({k: frames[k] for k in pair}, [(name, *pair)], dim, args.bins,
+                                             args.range_sd).toPandas()
+            stats = table.sort_values("feature")
             spark_seconds = time.perf_counter() - started
-            row = {"pair": name, "rows_a": int(stats["n_a"].iloc[0]), "rows_b": int(stats["n_b"].iloc[0]),
+            row: dict[str, Any] = {
+                   "pair": name, "rows_a": int(stats["n_a"].iloc[0]), "rows_b": int(stats["n_b"].iloc[0]),
                    "dim": dim, "spark_s": spark_seconds,
                    "ks_bound_max": float(stats["ks_error_bound"].max()),
                    "w1_bound_max_sd": float((stats["wasserstein_error_bound"]

@@ -22,9 +22,9 @@ What it prints (all measured in this run, on the same generated rows):
 Defaults (20k x 1024 x 1000 classes, schedule 2,5,10,20) take a few minutes on 2 cores; pass bigger
 numbers for bigger runs. Generated rows are cached under --cache-dir between runs.
 
-    .venv/bin/python benchmarks/bench_train.py                       # the LR comparison
-    .venv/bin/python benchmarks/bench_train.py --levers --skip-lr    # only the levers
-    .venv/bin/python benchmarks/bench_train.py --rf --skip-lr        # only the forest study
+    python -m benchmarks.bench_train                       # the LR comparison
+    python -m benchmarks.bench_train --levers --skip-lr    # only the levers
+    python -m benchmarks.bench_train --rf --skip-lr        # only the forest study
 """
 from __future__ import annotations
 
@@ -38,20 +38,25 @@ import warnings
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from benchmarks.common import (
+    add_shape_args,
+    add_spark_args,
+    add_work_arg,
+    bench_config,
+    bench_parser,
+    generated_dataset,
+)
+from benchmarks.common import spark_session as common_session
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__)
     p.add_argument("--rows", type=int, default=20_000, help="train rows")
     p.add_argument("--val-rows", type=int, default=5_000, help="validation rows")
-    p.add_argument("--dim", type=int, default=1024)
-    p.add_argument("--classes", type=int, default=1000)
+    add_shape_args(p)
     p.add_argument("--reg", type=float, default=1e-4, help="MLlib regParam (sklearn C = 1/(reg n))")
     p.add_argument("--schedule", default="2,5,10,20", help="iteration counts of the fits compared")
-    p.add_argument("--cores", type=int, default=2, help="local[N] for Spark, and sklearn's BLAS threads")
-    p.add_argument("--driver-memory", default="6g")
+    add_spark_args(p, driver_memory="6g")
     p.add_argument("--block-mb", type=float, default=1.0, help="maxBlockSizeInMB for the LR comparison")
     p.add_argument("--partitions", type=int, default=0, help="partitions of the cached train split (0 = cores)")
     p.add_argument("--warm-rows", type=int, default=0,
@@ -72,8 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rf-trees", type=int, default=4)
     p.add_argument("--rf-grid", default="base,bins,depth,features,classes,pca,partitions",
                    help="which forest factors to vary")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", default="/tmp/gap-spark-bench")
+    add_work_arg(p, "/tmp/gap-spark-bench", "generated rows (cached between runs)")
     p.add_argument("--json", help="also write the results here")
     return p.parse_args(argv)
 
@@ -83,48 +87,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --------------------------------------------------------------------------------------------------
 
 def generate(rows: int, val_rows: int, dim: int, classes: int, seed: int, cache_dir: str) -> dict:
-    """Train and validation rows from the synth generator, as Parquet (label, features) and numpy."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from gap_spark.ops.generator import World, split_labels
-    from gap_spark.stages.synth import synth_settings
-
-    name = f"{rows}x{dim}x{classes}_v{val_rows}_s{seed}"
-    base = os.path.join(cache_dir, name)
-    out = {}
-    spec = synth_settings(train_rows=rows, val_rows=val_rows, v2_rows=1, dim=dim, classes=classes, seed=seed)
-    world = None
-    for split in ("train", "val"):
-        path = os.path.join(base, f"{split}.parquet")
-        npy = os.path.join(base, f"{split}.npz")
-        if not os.path.exists(npy):
-            world = world or World(spec)
-            labels = split_labels(world, split)
-            x = np.ascontiguousarray(world.sample(split, labels, np.random.default_rng([seed, 99, len(split)])))
-            os.makedirs(base, exist_ok=True)
-            features = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), dim).cast(pa.list_(pa.float32()))
-            pq.write_table(pa.table({"row_id": pa.array(np.arange(len(labels)), pa.int64()),
-                                     "label": pa.array(labels.astype(np.int32)), "features": features}),
-                           path, row_group_size=8192)
-            np.savez(npy, x=x, y=labels)
-        data = np.load(npy)
-        out[split] = (path, data["x"], data["y"])
-    return out
+    """Train and validation rows of the generator: ``split -> (Parquet folder, features, labels)``."""
+    data = generated_dataset(cache_dir, {"train": rows, "val": val_rows}, dim=dim, classes=classes, seed=seed)
+    return {split: (os.path.join(data.data_dir, f"split={split}"), *data.arrays[split]) for split in ("train", "val")}
 
 
 def spark_session(cores: int, memory: str):
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master(f"local[{cores}]").appName("bench-train")
-             .config("spark.driver.memory", memory)
-             .config("spark.driver.host", "127.0.0.1").config("spark.driver.bindAddress", "127.0.0.1")
-             .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", str(cores))
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    config = bench_config(cores=cores, driver_memory=memory, conf={"spark.sql.shuffle.partitions": cores})
+    return common_session(config, "bench-train")
 
 
 def cached_train(spark, path: str, partitions: int, level: str):
@@ -355,7 +325,7 @@ def run_warm(args, spark, train_vec, val_vec, arrays, target: float) -> dict:
 def run_levers(args, spark, blas: str) -> dict:
     from gap_spark.ops.features import fit_feature_model, with_label_metadata
 
-    data = generate(args.lever_rows, 1000, args.dim, args.classes, args.seed, args.cache_dir)
+    data = generate(args.lever_rows, 1000, args.dim, args.classes, args.seed, args.work)
     train_path, val_path = data["train"][0], data["val"][0]
     val = spark.read.parquet("file://" + os.path.abspath(val_path)).select("label", "features")
     out: dict = {"blas": blas, "rows": args.lever_rows, "iters": args.lever_iters}
@@ -421,7 +391,7 @@ def run_rf(args, spark) -> dict:
         variants.append((f"partitions={4 * args.cores}", {}, base_pca, 4 * args.cores, args.classes))
     out = []
     for rows in [int(r) for r in args.rf_rows.split(",")]:
-        data = generate(rows, 2000, args.dim, args.classes, args.seed, args.cache_dir)
+        data = generate(rows, 2000, args.dim, args.classes, args.seed, args.work)
         train = cached_train(spark, data["train"][0], args.cores, "MEMORY_AND_DISK")
         val = spark.read.parquet("file://" + os.path.abspath(data["val"][0])).select("label", "features")
         feature_models: dict = {}
@@ -468,7 +438,7 @@ def main(argv=None) -> int:
           f"MLlib BLAS: {blas}")
     results: dict = {"args": vars(args), "blas": blas, "load_average_at_start": load}
     if not args.skip_lr:
-        data = generate(args.rows, args.val_rows, args.dim, args.classes, args.seed, args.cache_dir)
+        data = generate(args.rows, args.val_rows, args.dim, args.classes, args.seed, args.work)
         results["lr"] = run_lr(args, spark, data, blas)
     if args.levers:
         results["levers"] = run_levers(args, spark, blas)

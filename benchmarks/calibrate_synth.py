@@ -4,34 +4,18 @@ generated train split should score about 90% on val and about 82% on V2 (EVA-02'
 The features come straight from the generator (the same float32 values the CSVs hold), so this needs no
 Spark and no CSV round trip.
 
-    python benchmarks/calibrate_synth.py --scale 0.1          # 128k train rows, full val and v2
-    python benchmarks/calibrate_synth.py --scale 0.01 --scale 0.1
+    python -m benchmarks.calibrate_synth --scale 0.1          # 128k train rows, full val and v2
+    python -m benchmarks.calibrate_synth --scale 0.01 --scale 0.1
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
-import numpy as np
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks.common import dump, machine, print_table
+from benchmarks.common import RESULTS, bench_parser, dump, machine, print_table, split_matrix
 from gap_spark.core.settings import FULL_ROWS
-from gap_spark.ops.generator import World, chunk_rng, split_labels, without_shift
+from gap_spark.ops.generator import World, without_shift
 from gap_spark.stages.synth import synth_settings
-
-
-def split_matrix(world: World, split: str, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """The exact rows ``gap-spark synth`` writes for ``split`` (same seeds, same chunking)."""
-    labels = split_labels(world, split)
-    blocks = []
-    for chunk_no, start in enumerate(range(0, len(labels), chunk)):
-        rng = chunk_rng(world.spec.seed, split, chunk_no)
-        blocks.append(np.ascontiguousarray(world.sample(split, labels[start:start + chunk], rng)))
-    return np.vstack(blocks), labels
 
 
 def calibrate(scale: float, val_scale: float, max_iter: int, reg: float, shift: bool) -> dict:
@@ -63,13 +47,13 @@ def calibrate(scale: float, val_scale: float, max_iter: int, reg: float, shift: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--scale", type=float, action="append", help="train scale(s); default 0.1")
     parser.add_argument("--val-scale", type=float, default=1.0, help="val/v2 scale (1.0 = 50k / 10k)")
     parser.add_argument("--max-iter", type=int, default=200)
     parser.add_argument("--reg-param", type=float, default=1e-4)
     parser.add_argument("--no-shift", action="store_true", help="shift knobs at zero")
-    parser.add_argument("--out", default="benchmarks/results/calibration.json")
+    parser.add_argument("--out", default=os.path.join(RESULTS, "calibration.json"))
     args = parser.parse_args()
     rows = [calibrate(s, args.val_scale, args.max_iter, args.reg_param, not args.no_shift)
             for s in (args.scale or [0.1])]

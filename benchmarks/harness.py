@@ -15,7 +15,8 @@ its baseline where one exists:
 ``--scaling`` re-runs every Spark stage on local[1] into a separate dataset and run, for the speedup
 of local[N] over local[1] per stage.
 
-    python jobs/benchmark.py --scale 0.1 --work data/bench/10pct
+    python -m benchmarks.harness --scale 0.1 --work data/bench/10pct
+    python -m benchmarks.harness --scale 1.0 --config conf/full.yaml --work data/bench/full --skip-baselines
 """
 from __future__ import annotations
 
@@ -26,23 +27,20 @@ import shutil
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from benchmarks.common import add_config_args, add_work_arg, bench_parser, fmt, machine, print_table
+from benchmarks.memwatch import run_watched
 
-from benchmarks.common import machine, print_table  # noqa: E402
-from benchmarks.memwatch import run_watched  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SPARK_STAGES = ("ingest", "train", "evaluate", "shift", "visualize", "report")
 MODELS = ("lr", "rf")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__)
     p.add_argument("--scale", type=float, default=0.01, help="fraction of the real sizes (1.0 = 1,281,167 train)")
-    p.add_argument("--work", default="data/bench", help="folder for the CSVs, datasets, runs and results")
-    p.add_argument("--config", help="a gap-spark config file the stages start from (e.g. conf/full.yaml)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override passed to every gap-spark stage (repeatable)")
+    add_work_arg(p, "data/bench", "CSVs, datasets, runs and results")
+    add_config_args(p)  # the config and --set reach every gap-spark stage
     p.add_argument("--cores", type=int, default=2, help="local[N] for gap-spark; threads for the baselines")
     p.add_argument("--skip-baselines", action="store_true")
     p.add_argument("--epochs", type=int, default=1, help="SGD epochs over train in baseline A")
@@ -206,13 +204,11 @@ def build_tables(stages: dict, baselines: dict, run: str, scaling: dict | None) 
 
 
 def markdown(tables: dict, header: str) -> str:
-    from benchmarks.common import _fmt
-
     def table(rows: list[dict], columns: list[str]) -> str:
         if not rows:
             return ""
         lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+        lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
         return "\n".join(lines) + "\n"
 
     return "\n".join([
@@ -232,7 +228,7 @@ def main(argv=None) -> int:
     os.makedirs(work, exist_ok=True)
     started = time.time()
     info = {"machine": machine(), "scale": args.scale, "cores": args.cores, "sets": args.sets,
-            "config": args.config, "command": " ".join(["python", "jobs/benchmark.py", *(argv or sys.argv[1:])]),
+            "config": args.config, "command": " ".join(["python", "-m", "benchmarks.harness", *(argv or sys.argv[1:])]),
             "load_average_at_start": os.getloadavg()[0]}
     info["synth"] = ensure_data(args, raw)
     stages = run_spark_stages(args, raw, data, run, args.cores)

@@ -4,7 +4,7 @@ The tree holds the driver's Python process, the Spark JVM (driver and, in local 
 and the Python workers, so the peak is what the machine had to hold. Samples every ``--interval``
 seconds; the JVM and the Python processes are also reported apart.
 
-    python benchmarks/memwatch.py --json out.json -- gap-spark pipeline --config conf/full.yaml
+    python -m benchmarks.memwatch --json out.json -- gap-spark pipeline --config conf/full.yaml
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Re-derive train's defaults on the selection slice (never on val or v2).
 
 Each part fits on the train split of a generated dataset with a selection split
-(:mod:`benchmarks.select_data`) and scores every candidate on ``split=select``: accuracy and log loss.
+(:func:`benchmarks.common.selection_dataset`) and scores every candidate on ``split=select``: accuracy and log loss.
 val and v2 are not read at all. Run each part under ``/work/bin/heavy`` (or alone on the machine).
 
 - ``lr-rounds``: the LR warm start as configured, then the fit on all rows traced round by round
@@ -12,26 +12,28 @@ val and v2 are not read at all. Run each part under ``/work/bin/heavy`` (or alon
 - ``rf``: the forest's depth, trees, bins and PCA k, one factor at a time around the defaults.
 - ``mlp``: the perceptron's hidden width (its stopping rule as configured), with its time.
 
-    python benchmarks/select_defaults.py lr-rounds --scale 0.1 --check-every 3 --rounds 10
-    python benchmarks/select_defaults.py rf --scale 0.01
-    python benchmarks/select_defaults.py mlp --scale 0.01 --values 128,256,512
+    python -m benchmarks.select_defaults lr-rounds --scale 0.1 --check-every 3 --rounds 10
+    python -m benchmarks.select_defaults rf --scale 0.01
+    python -m benchmarks.select_defaults mlp --scale 0.01 --values 128,256,512
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from benchmarks.bench_convergence import spark_session  # noqa: E402
-from benchmarks.common import machine, print_table  # noqa: E402
-from benchmarks.select_data import at_scale, build  # noqa: E402
+from benchmarks.bench_convergence import bench_spark
+from benchmarks.common import (
+    RESULTS,
+    add_spark_args,
+    add_work_arg,
+    bench_parser,
+    machine,
+    print_table,
+    selection_dataset,
+)
 
 log = logging.getLogger("select_defaults")
 
@@ -86,7 +88,9 @@ class Bench:
         t0 = time.time()
         result = spec.fit(frame, params, col, ctx)
         fit_s = time.time() - t0
-        metrics = ctx.scorer()(result.classifier)
+        scorer = ctx.scorer()
+        assert scorer is not None, "the selection slice is missing"
+        metrics = scorer(result.classifier)
         return {"model": name, "select_accuracy": metrics["accuracy"], "select_log_loss": metrics["log_loss"],
                 "iterations": result.iterations, "stopped": result.extras.get("stopped"), "fit_s": round(fit_s, 1),
                 "features_s": round(feature_s, 1), "warm": result.extras.get("warm_start"),
@@ -139,7 +143,7 @@ def replay(trace: dict, tols: list[float], patiences: list[int]) -> list[dict]:
     rounds = trace["rounds"]
     for tol in tols:
         for patience in patiences:
-            best, since, kept, spent = None, 0, None, 0.0
+            best, since, kept, spent = None, 0, 0, 0.0
             for i, r in enumerate(rounds):
                 spent += r["seconds"]
                 loss = r["select"]["log_loss"]
@@ -179,7 +183,7 @@ def lr_reg(bench: Bench, args) -> list[dict]:
 
 def rf_grid(bench: Bench, args) -> list[dict]:
     base = bench.settings.rf
-    points = [("base", {})]
+    points: list[tuple[str, dict]] = [("base", {})]
     for item in args.values.split(","):
         key, value = item.split("=")
         points.append((item, {key: int(value)}))
@@ -204,7 +208,7 @@ def mlp_grid(bench: Bench, args) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__)
     p.add_argument("part", choices=["lr-rounds", "lr-reg", "rf", "mlp"])
     p.add_argument("--scale", type=float, default=0.01)
     p.add_argument("--oracle", action="store_true", help="8,000 x 32 x 20 instead of --scale")
@@ -215,13 +219,13 @@ def main(argv=None) -> int:
     p.add_argument("--cold", action="store_true", help="lr-rounds without the warm start")
     p.add_argument("--tols", default="1e-3,3e-4,1e-4,3e-5")
     p.add_argument("--patiences", default="0,1,2")
-    p.add_argument("--memory", default="8g")
-    p.add_argument("--root", default=os.path.join(ROOT, "data", "bench"))
+    add_spark_args(p, driver_memory="8g")
+    add_work_arg(p, os.path.join("data", "bench"), "generated datasets")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    data = build(args.root, 8000, 32, 20, 4000, 2000) if args.oracle else at_scale(args.root, args.scale)
-    spark = spark_session(args.memory)
+    data = selection_dataset(args.work, None if args.oracle else args.scale)
+    spark = bench_spark(args.cores, args.driver_memory)
     bench = Bench(spark, data.data_dir, args.set)
     scale = "8000x32x20" if args.oracle else f"{args.scale:g}"
     out = {"machine": machine(), "part": args.part, "scale": scale, "train_rows": bench.rows,
@@ -244,7 +248,7 @@ def main(argv=None) -> int:
         out["rows"] = mlp_grid(bench, args)
         print_table(out["rows"], ["hidden", "select_accuracy", "select_log_loss", "iterations", "stopped", "fit_s"])
     out["seconds"] = round(time.time() - started, 1)
-    path = os.path.join(ROOT, "benchmarks", "results", f"select_defaults_{args.part}_{scale}.json")
+    path = os.path.join(RESULTS, f"select_defaults_{args.part}_{scale}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(out, f, indent=1, default=str)

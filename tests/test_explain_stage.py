@@ -47,6 +47,12 @@ def test_stage_writes_explain_json_consistent_with_evaluate(explained):
         assert all(e["truth"] == pytest.approx(truth) for e in block["estimators"].values())
         assert block["weights"]["rows"] == 800 and 0 < block["weights"]["ess_fraction"] <= 1
         assert block["per_class"]["classes"] == 8
+        # The features-only parts (the ratio without the model's scores) sit beside the stacked ones; the
+        # label mix is the same, so covariate + residual adds up to the same total.
+        alone = block["features_only"]
+        assert alone["inputs"] == "features" and block["weights"]["inputs"] == "features+scores"
+        assert alone["covariate"]["value"] + alone["residual"]["value"] == pytest.approx(
+            parts["covariate"] + parts["residual"], abs=1e-9)
         assert block["mitigations"]["adabn"]["v2"]["before"]["value"] == pytest.approx(truth)
     lr = doc["models"]["lr"]["mitigations"]
     assert set(lr) == {"adabn", "coral", "importance_weighted", "class_balanced"}

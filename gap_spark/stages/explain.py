@@ -63,9 +63,8 @@ def run_explain(spark: "SparkSession", config: "Config", paths: "Paths") -> dict
     Returns
     -------
     dict
-        The content of ``explain.json``: ``models`` (per model ``accuracy``, ``parts``, ``per_class``,
-        ``estimators``, ``weights``, ``mitigations``, and with ``explain.domain_scores`` ``features_only``:
-        the covariate and residual parts from the features' ratio alone), ``weights`` (the features' ratio),
+        The content of ``explain.json``: ``models`` (per model ``accuracy``, ``parts``, ``features_only``,
+        ``per_class``, ``estimators``, ``weights``, ``mitigations``), ``weights`` (the features' ratio),
         ``bootstrap``, ``sign``, ``figures``, ``warnings``, ``settings``, ``dataset``, ``phase_seconds``
         and ``seconds``.
 
@@ -92,7 +91,7 @@ def run_explain(spark: "SparkSession", config: "Config", paths: "Paths") -> dict
     phases["density_ratio"] = time.time() - t
     ctx = MitigationContext(spark, settings, config.settings.train.lr, sets, train, classes, features, threshold)
     try:
-        alone = feature_ratios if settings.domain_scores else None  # the features-only parts beside the stacked
+        alone = feature_ratios if settings.domain_scores else None  # for the features-only parts
         blocks = {name: _explain(spark, name, model, predictions[name], (features, alone), ctx, classes, phases)
                   for name, model in models.items()}
     finally:

@@ -110,7 +110,7 @@ def test_report_with_the_explain_section_renders_in_headless_chromium(explained,
     dom = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     text = " ".join(dom.stdout.split()).replace("&amp;", "&")
-    section = text[text.rindex("Where the gap comes from"):]
+    section = text[text.index("Where the gap comes from"):]  # the contents' link or the section's heading
     assert "gap of logistic regression (lr), the label mix accounts for" in section
     assert "Engstrom et al. (2020" in section and "calibrated confidence (CBPE-style)" in section
     label = doc["models"]["lr"]["per_class"]["rows"][0]["label"]
@@ -190,8 +190,8 @@ def test_section_reads_as_sentences_from_the_numbers():
     text = " ".join(explain_sentences(parsed, names=names))
     assert "the largest shortfall: tench (n01440764), 90.0% on val to 50.0% on v2" in text
     assert ("With a density ratio on the features alone (without the model's scores), covariate shift accounts "
-            "for 0.5 points ([0.0, 1.0]) and the residual for 9.0 points ([7.0, 11.0]); the model's scores add "
-            "1.0 points") in text
+            "for 0.5 points ([0.0, 1.0]) and the residual for 9.0 points ([7.0, 11.0]); adding the model's scores "
+            "moves the covariate part by 1.0 points.") in text
     assert [r[0] for r in part_rows(parsed).rows] == ["lr", "lr, features alone"]
     table = explain_class_rows(parsed.models["lr"], "lr", 5, names)
     assert table is not None and [r[0] for r in table.rows] == ["tench (n01440764)", "class 7"]

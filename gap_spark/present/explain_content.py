@@ -67,8 +67,7 @@ def _features_only_sentence(m: ModelExplain) -> str | None:
     text = (f"With a density ratio on the features alone (without the model's scores), covariate shift "
             f"accounts for {_pts(alone)} and the residual for {_pts(res)}")
     if cov.value is not None:
-        text += (f"; the model's scores add {fmt(cov.value - alone.value, 1)} points to what the reweighting "
-                 "explains (a selection the features show only non-linearly is seen through the scores)")
+        text += f"; adding the model's scores moves the covariate part by {fmt(cov.value - alone.value, 1)} points"
     return text + "."
 
 

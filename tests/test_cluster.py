@@ -185,9 +185,9 @@ def test_whole_pipeline_survives_a_worker_lost_mid_training_and_matches_local(fu
 
     for root in (remote, local):
         run = root / "runs" / "latest"
-        for stage in ("train", "evaluate", "shift", "visualize", "report"):
+        for stage in ("train", "evaluate", "shift", "explain", "visualize", "report"):
             assert (run / "_stages" / f"{stage}.json").exists(), (root, stage)
-        assert (run / "report.html").exists() and (run / "shift.json").exists()
+        assert (run / "report.html").exists() and (run / "shift.json").exists() and (run / "explain.json").exists()
         assert {"lr", "rf"} <= {p.name for p in (run / "models").iterdir()}
     cluster_manifest, local_manifest = (read_manifest(str(r / "dataset")) for r in (remote, local))
     expected = {"train": 3000, "val": 600, "v2": 600}

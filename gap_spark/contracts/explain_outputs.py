@@ -6,6 +6,9 @@ The layout (fractions for accuracies; percentage points, val minus v2, for the g
 
     models.<name>.accuracy.{val, v2, label_reweighted, importance_weighted}   {value, ci95}
     models.<name>.parts.{gap, label_mix, covariate, residual}                  {value, ci95} in points
+    models.<name>.features_only.{covariate, residual}  {value, ci95} in points, from the features' ratio
+                                           alone (when the model's ratio is stacked with its scores);
+                                           .importance_weighted {value, ci95} a fraction
     models.<name>.estimators.<estimator>   {estimate, ci95, truth, error, abs_error, error_ci95, covers_truth}
     models.<name>.per_class                {classes, explained, left, overshot, ..., rows}
     models.<name>.weights                  {inputs, auc, rows, ess, ess_fraction, top1_share, ...}
@@ -15,7 +18,7 @@ The layout (fractions for accuracies; percentage points, val minus v2, for the g
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gap_spark.contracts.run_artifacts import FigureEntry, parse_figures_index
@@ -112,12 +115,16 @@ class Mitigation:
 
 @dataclass(frozen=True)
 class ModelExplain:
+    """One model's block; ``features_only`` (covariate and residual in points, importance_weighted as a
+    fraction) is empty unless the model's density ratio also read its scores."""
+
     accuracy: Mapping[str, Estimate]
     parts: Mapping[str, Estimate]
     estimators: Mapping[str, Estimator]
     per_class: PerClass | None
     weights: Weights | None
     mitigations: Mapping[str, Mitigation]
+    features_only: Mapping[str, Estimate] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -201,7 +208,8 @@ def parse_explain(data: Mapping[str, Any], source: str, problems: list[str]) -> 
             estimators={k: _estimator(e) for k, e in _objects(m, "estimators", where, problems).items()},
             per_class=_per_class(_obj(m, "per_class", where, problems)),
             weights=_weights(_obj(m, "weights", where, problems)),
-            mitigations={k: _mitigation(v) for k, v in _objects(m, "mitigations", where, problems).items()})
+            mitigations={k: _mitigation(v) for k, v in _objects(m, "mitigations", where, problems).items()},
+            features_only=_estimates(m.get("features_only")))
     figures = data.get("figures")
     warnings = data.get("warnings")
     bootstrap = _obj(data, "bootstrap", source, problems)

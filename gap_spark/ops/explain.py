@@ -119,7 +119,7 @@ def model_ratio(features: FeatureRatio, val_pred: "DataFrame", v2_pred: "DataFra
 
 
 def explain_model(val_pred: "DataFrame", v2_pred: "DataFrame", ratios: "DataFrame", classes: int,
-                  settings: "ExplainSettings") -> dict[str, Any]:
+                  settings: "ExplainSettings", feature_ratios: "DataFrame | None" = None) -> dict[str, Any]:
     """The gap's parts, the per-class table and the label-free estimates of one model, with intervals.
 
     Parameters
@@ -132,19 +132,25 @@ def explain_model(val_pred: "DataFrame", v2_pred: "DataFrame", ratios: "DataFram
         K.
     settings : ExplainSettings
         ``bootstrap_replicates``, ``seed``, ``score_bins``, ``calibration_bins``, ``top_classes``.
+    feature_ratios : DataFrame, optional
+        val's ``row_id, ratio`` from the features alone, when ``ratios`` also reads the model's scores: the
+        covariate and residual parts are then computed with it too (``features_only``), on the same
+        bootstrap draws, to show what the features alone see of the shift.
 
     Returns
     -------
     dict
         ``accuracy`` (val, v2, the label- and importance-reweighted val accuracies, fractions with
         intervals), ``parts`` (gap, label_mix, covariate, residual in percentage points, val minus v2),
-        ``per_class`` and ``estimators`` (each :func:`~gap_spark.ops.label_free.estimator_summary`).
+        ``per_class``, ``estimators`` (each :func:`~gap_spark.ops.label_free.estimator_summary`) and,
+        with ``feature_ratios``, ``features_only`` (``inputs``, ``importance_weighted`` accuracy, and the
+        ``covariate`` and ``residual`` parts in points).
     """
     val_rows = scored_rows(val_pred, ratios).persist()
     v2_rows = scored_rows(v2_pred).persist()
+    b, seed = settings.bootstrap_replicates, settings.seed
     try:
         edges = score_edges(val_rows, settings.score_bins)
-        b, seed = settings.bootstrap_replicates, settings.seed
         val = set_tables(val_rows, edges, classes, b, seed, "val")
         v2 = set_tables(v2_rows, edges, classes, b, seed, "v2")
     finally:
@@ -153,10 +159,16 @@ def explain_model(val_pred: "DataFrame", v2_pred: "DataFrame", ratios: "DataFram
     parts = gap_parts(val, v2)
     found = estimates(val, v2, parts["importance_weighted_accuracy"], settings.calibration_bins)
     accuracy_keys = ("val_accuracy", "v2_accuracy", "label_reweighted_accuracy", "importance_weighted_accuracy")
-    return {
+    out = {
         "accuracy": {k.removesuffix("_accuracy"): summary(parts[k]) for k in accuracy_keys},
         "parts": {k: summary(parts[k], 100.0) for k in ("gap", *PARTS)},
         "per_class": per_class_table(val, v2, settings.top_classes),
         "estimators": {name: estimator_summary(values, parts["v2_accuracy"]) for name, values in found.items()},
         "score_bins": {name: len(e) + 1 for name, e in edges.items()},
     }
+    if feature_ratios is not None:
+        alone = gap_parts(set_tables(scored_rows(val_pred, feature_ratios), edges, classes, b, seed, "val"), v2)
+        out["features_only"] = {"inputs": "features",
+                                "importance_weighted": summary(alone["importance_weighted_accuracy"]),
+                                **{k: summary(alone[k], 100.0) for k in ("covariate", "residual")}}
+    return out

@@ -30,7 +30,7 @@ from gap_spark.present.content import (
     superclass_sentences,
 )
 from gap_spark.present.explain_content import explain_blocks
-from gap_spark.present.format import count, fmt, interval, pct, points
+from gap_spark.present.format import count, fmt, interval, pct, points, run_class_labels
 from gap_spark.present.tables import (
     accuracy_rows,
     calibration_rows,
@@ -163,7 +163,8 @@ def build_document(art: RunArtifacts, figures: Sequence[FigureBlock], problems: 
     blocks += _shift(art)
     blocks.append(Heading("Where the gap comes from", "explain"))
     explained = figure_blocks(art.run_dir, art.explain_figures)
-    blocks += explain_blocks(art.explain, explained, art.model, top_rows, art.run_dir.relative(art.run_dir.explain))
+    blocks += explain_blocks(art.explain, explained, art.model, top_rows, art.run_dir.relative(art.run_dir.explain),
+                             run_class_labels(art.per_class, art.confused_pairs))
     figures = [dataclasses.replace(f, number=f.number + len(explained)) for f in figures]
     blocks.append(Heading("Figures", "figures"))
     blocks += list(figures) or [Paragraph("No figures in this run (run `gap-spark visualize`).")]

@@ -2,7 +2,7 @@
 blocks (figures and tables from :mod:`gap_spark.present.explain_rows`)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from gap_spark.contracts.explain_outputs import Estimate, Estimator, Explain, Mitigation, ModelExplain
 from gap_spark.present.blocks import Block, Bullets, FigureBlock, Paragraph
@@ -10,6 +10,7 @@ from gap_spark.present.content import model_label
 from gap_spark.present.explain_rows import (
     ESTIMATOR_NAMES,
     estimator_rows,
+    explain_class_name,
     explain_class_rows,
     mitigation_rows,
     part_rows,
@@ -36,6 +37,9 @@ def _parts_sentences(title: str, m: ModelExplain) -> list[str]:
         return []
     out = [f"Of the {_pts(gap)} gap of {title}, the label mix accounts for {_pts(label)}, covariate shift for "
            f"{_pts(cov)} and the residual for {_pts(res)}; the three add up to the gap."]
+    alone = _features_only_sentence(m)
+    if alone:
+        out.append(alone)
     if gap.ci95 and gap.ci95[0] <= 0 <= gap.ci95[1]:
         out.append("The gap's own interval contains 0, so its parts are not told apart from noise.")
         return out
@@ -52,6 +56,19 @@ def _parts_sentences(title: str, m: ModelExplain) -> list[str]:
         out.append(f"Most of it ({pct(share[main], 0)}) is the label mix: v2 holds more of the classes the "
                    "model finds hard.")
     return out
+
+
+def _features_only_sentence(m: ModelExplain) -> str | None:
+    """What the density ratio on the features alone makes of the covariate part, beside the stacked one."""
+    cov, alone, res = m.parts.get("covariate", Estimate()), *(m.features_only.get(k, Estimate())
+                                                               for k in ("covariate", "residual"))
+    if alone.value is None:
+        return None
+    text = (f"With a density ratio on the features alone (without the model's scores), covariate shift "
+            f"accounts for {_pts(alone)} and the residual for {_pts(res)}")
+    if cov.value is not None:
+        text += f"; adding the model's scores moves the covariate part by {fmt(cov.value - alone.value, 1)} points"
+    return text + "."
 
 
 def _weight_sentence(m: ModelExplain) -> str | None:
@@ -85,7 +102,7 @@ def _estimator_sentences(m: ModelExplain) -> list[str]:
             "accuracy."]
 
 
-def _class_sentence(m: ModelExplain) -> str | None:
+def _class_sentence(m: ModelExplain, names: Mapping[int, str] | None = None) -> str | None:
     p = m.per_class
     if p is None or not p.classes:
         return None
@@ -94,8 +111,8 @@ def _class_sentence(m: ModelExplain) -> str | None:
     left = [r for r in p.rows if r.status == "left"]
     if left:
         r = left[0]
-        text += (f" (the largest shortfall: class {r.label}, {pct(r.val_accuracy)} on val to {pct(r.v2_accuracy)} "
-                 f"on v2, of which the reweighting predicts {points(r.predicted_drop)} points)")
+        text += (f" (the largest shortfall: {explain_class_name(r.label, names)}, {pct(r.val_accuracy)} on val to "
+                 f"{pct(r.v2_accuracy)} on v2, of which the reweighting predicts {points(r.predicted_drop)} points)")
     return text + "."
 
 
@@ -111,16 +128,17 @@ def _mitigation_sentence(kind: str, x: Mitigation) -> str:
     return f"{name}: {effect}; {verdict}."
 
 
-def explain_sentences(explain: Explain, model: str | None = None) -> list[str]:
+def explain_sentences(explain: Explain, model: str | None = None, names: Mapping[int, str] | None = None) -> list[str]:
     """The section's findings: per model the parts, then for ``model`` (default: the first) the weights,
-    the estimators, the classes and the mitigations; the anchor as context; how intervals were made."""
+    the estimators, the classes (by ``names``, label -> ``name (wnid)``, where known) and the mitigations;
+    the anchor as context; how intervals were made."""
     out: list[str] = []
     for name, m in explain.models.items():
         out += _parts_sentences(model_label(name), m)
     chosen = model if model in explain.models else next(iter(explain.models), None)
     if chosen is not None:
         m = explain.models[chosen]
-        out += [s for s in (_weight_sentence(m), *_estimator_sentences(m), _class_sentence(m)) if s]
+        out += [s for s in (_weight_sentence(m), *_estimator_sentences(m), _class_sentence(m, names)) if s]
         out += [_mitigation_sentence(k, x) for k, x in m.mitigations.items()]
     out.append(ENGSTROM)
     if explain.bootstrap:
@@ -132,7 +150,7 @@ def explain_sentences(explain: Explain, model: str | None = None) -> list[str]:
 
 
 def explain_blocks(explain: Explain | None, figures: Sequence[FigureBlock], model: str | None, top_rows: int,
-                   file_name: str) -> list[Block]:
+                   file_name: str, names: Mapping[int, str] | None = None) -> list[Block]:
     """The section's blocks: findings, the figures, and the parts, estimators, mitigations and class tables.
 
     Parameters
@@ -147,10 +165,13 @@ def explain_blocks(explain: Explain | None, figures: Sequence[FigureBlock], mode
         Rows of the per-class table.
     file_name : str
         explain.json's name in the run, for the sentence shown when it is missing.
+    names : mapping, optional
+        Label -> ``name (wnid)`` (:func:`~gap_spark.present.format.run_class_labels`): classes are shown
+        as in the report's other tables; without it, by index.
     """
     if explain is None or not explain.models:
         return [Paragraph(f"No explanation in this run: {file_name} is missing (run `gap-spark explain`).")]
-    blocks: list[Block] = [Bullets(explain_sentences(explain, model))]
+    blocks: list[Block] = [Bullets(explain_sentences(explain, model, names))]
     if explain.warnings:
         blocks.append(Paragraph("Warning: " + " ".join(explain.warnings)))
     blocks += list(figures)
@@ -159,7 +180,7 @@ def explain_blocks(explain: Explain | None, figures: Sequence[FigureBlock], mode
     if table is not None:
         blocks.append(table)
     chosen = model if model is not None and model in explain.models else next(iter(explain.models))
-    classes = explain_class_rows(explain.models[chosen], chosen, top_rows)
+    classes = explain_class_rows(explain.models[chosen], chosen, top_rows, names)
     if classes is not None:
         blocks.append(classes)
     return blocks

@@ -1,12 +1,15 @@
 """The tables of the report's "Where the gap comes from" section, from the typed explain.json."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gap_spark.contracts.explain_outputs import Estimate, Explain, ModelExplain
 from gap_spark.present.blocks import Table
-from gap_spark.present.format import count, fmt, interval, pct, points
+from gap_spark.present.format import class_label, count, fmt, interval, pct, points
 from gap_spark.present.plots_explain import MITIGATION_LABELS
 
-__all__ = ["ESTIMATOR_NAMES", "estimator_rows", "explain_class_rows", "mitigation_rows", "part_rows"]
+__all__ = ["ESTIMATOR_NAMES", "estimator_rows", "explain_class_name", "explain_class_rows", "mitigation_rows",
+           "part_rows"]
 
 ESTIMATOR_NAMES = {
     "ac": "average confidence (AC)",
@@ -33,9 +36,15 @@ def part_rows(explain: Explain) -> Table:
         p, a = m.parts, m.accuracy
         rows.append([name, *(_points(p.get(k, Estimate())) for k in ("gap", "label_mix", "covariate", "residual")),
                      _acc(a.get("label_reweighted", Estimate())), _acc(a.get("importance_weighted", Estimate()))])
+        alone = m.features_only
+        if alone.get("covariate", Estimate()).value is not None:
+            rows.append([f"{name}, features alone", "", "", _points(alone["covariate"]),
+                         _points(alone.get("residual", Estimate())), "",
+                         _acc(alone.get("importance_weighted", Estimate()))])
     return Table("The gap's parts in percentage points (val minus v2) with 95% bootstrap intervals; they add up to "
                  "the gap. Label-reweighted: val's per-class accuracies at v2's class frequencies; importance-"
-                 "weighted: val's correctness reweighted by the density ratio.",
+                 "weighted: val's correctness reweighted by the density ratio (\"features alone\": a ratio that does "
+                 "not read the model's scores).",
                  ["model", "gap [CI]", "label mix [CI]", "covariate [CI]", "residual [CI]",
                   "label-reweighted val acc. [CI]", "importance-weighted val acc. [CI]"], rows,
                  [False] + [True] * 6)
@@ -79,12 +88,21 @@ def mitigation_rows(explain: Explain) -> Table | None:
                  rows, [False, False, True, True, True, True, False])
 
 
-def explain_class_rows(m: ModelExplain, name: str, top_rows: int) -> Table | None:
-    """The classes the covariate reweighting leaves most unexplained, for one model."""
+def explain_class_name(label: int | None, names: Mapping[int, str] | None = None) -> str:
+    """A class as the rest of the report shows it: ``name (wnid)`` when the run names it, else ``class 3``."""
+    name = (names or {}).get(label) if label is not None else None
+    return name or class_label(label)
+
+
+def explain_class_rows(m: ModelExplain, name: str, top_rows: int,
+                       names: Mapping[int, str] | None = None) -> Table | None:
+    """The classes the covariate reweighting leaves most unexplained, for one model (``names``: label ->
+    ``name (wnid)``, :func:`~gap_spark.present.format.run_class_labels`)."""
     if m.per_class is None or not m.per_class.rows:
         return None
-    rows = [[str(r.label), count(r.val_n), count(r.v2_n), pct(r.val_accuracy), pct(r.v2_accuracy), points(r.drop),
-             points(r.predicted_drop), points(r.residual), r.status] for r in m.per_class.rows[:top_rows]]
+    rows = [[explain_class_name(r.label, names), count(r.val_n), count(r.v2_n), pct(r.val_accuracy),
+             pct(r.v2_accuracy), points(r.drop), points(r.predicted_drop),
+             points(r.residual), r.status] for r in m.per_class.rows[:top_rows]]
     return Table(f"Per class ({name}): the drop (val minus v2, points), the drop the covariate reweighting predicts, "
                  "and what it leaves; explained = within 1.96 binomial standard errors.",
                  ["class", "val n", "v2 n", "val acc.", "v2 acc.", "drop", "predicted", "left", "status"], rows,

@@ -8,7 +8,7 @@ from gap_spark.contracts.run_outputs import is_number
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["class_label", "class_labels", "count", "fmt", "interval", "label_text", "pct", "points"]
+__all__ = ["class_label", "class_labels", "count", "fmt", "interval", "label_text", "pct", "points", "run_class_labels"]
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -83,3 +83,10 @@ def class_labels(table: "pd.DataFrame | None", label: str = "label", prefix: str
     wnids = table[f"{prefix}wnid"] if f"{prefix}wnid" in table.columns else [None] * len(table)
     return {int(lab): class_label(lab, name, wnid) for lab, name, wnid in zip(table[label], table[f"{prefix}name"],
                                                                              wnids) if _text(name)}
+
+
+def run_class_labels(per_class: "pd.DataFrame | None", confused_pairs: "pd.DataFrame | None") -> dict[int, str]:
+    """Label -> ``name (wnid)`` from a run's per-class and confused-pair tables (evaluate's names; empty
+    when the run shows indices), for every part of the report and the figures that names a class."""
+    return {**class_labels(confused_pairs, "true_label", "true_"),
+            **class_labels(confused_pairs, "predicted_label", "predicted_"), **class_labels(per_class)}

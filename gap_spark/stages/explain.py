@@ -30,6 +30,7 @@ from gap_spark.models.saved import check_model_matches_dataset, load_models
 from gap_spark.ops.density import ESS_WARNING_FRACTION, ratio_frame, weight_diagnostics
 from gap_spark.ops.explain import BOOTSTRAP_NOTE, explain_model, fit_feature_ratio, model_ratio
 from gap_spark.ops.predictions import EVAL_SETS, PREDICTION_COLUMNS
+from gap_spark.present.format import fmt, interval, pct
 from gap_spark.present.plots_explain import mitigations_figure, waterfall_figure
 from gap_spark.stages.explain_mitigate import MitigationContext, mitigations
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from gap_spark.contracts.run import RunDir
     from gap_spark.core.config import Config
 
-__all__ = ["FIGURE_FILES", "run_explain"]
+__all__ = ["FIGURE_FILES", "parts_line", "run_explain"]
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,8 @@ def run_explain(spark: "SparkSession", config: "Config", paths: "Paths") -> dict
     Returns
     -------
     dict
-        The content of ``explain.json``: ``models`` (per model ``accuracy``, ``parts``, ``per_class``,
-        ``estimators``, ``weights``, ``mitigations``, ``seconds``), ``weights`` (the features' ratio),
+        The content of ``explain.json``: ``models`` (per model ``accuracy``, ``parts``, ``features_only``,
+        ``per_class``, ``estimators``, ``weights``, ``mitigations``), ``weights`` (the features' ratio),
         ``bootstrap``, ``sign``, ``figures``, ``warnings``, ``settings``, ``dataset``, ``phase_seconds``
         and ``seconds``.
 
@@ -90,7 +91,8 @@ def run_explain(spark: "SparkSession", config: "Config", paths: "Paths") -> dict
     phases["density_ratio"] = time.time() - t
     ctx = MitigationContext(spark, settings, config.settings.train.lr, sets, train, classes, features, threshold)
     try:
-        blocks = {name: _explain(spark, name, model, predictions[name], features, ctx, classes, phases)
+        alone = feature_ratios if settings.domain_scores else None  # for the features-only parts
+        blocks = {name: _explain(spark, name, model, predictions[name], (features, alone), ctx, classes, phases)
                   for name, model in models.items()}
     finally:
         ctx.close()
@@ -140,22 +142,32 @@ def _predictions(spark: "SparkSession", run_dir: "RunDir", name: str) -> dict[st
 
 
 def _explain(spark: "SparkSession", name: str, model: "PipelineModel", predictions: dict[str, "DataFrame"],
-             features: Any, ctx: MitigationContext, classes: int, phases: dict[str, float]) -> dict[str, Any]:
+             features: tuple[Any, "DataFrame | None"], ctx: MitigationContext, classes: int,
+             phases: dict[str, float]) -> dict[str, Any]:
+    """One model's block; ``features`` is the features' ratio and, when the model's is stacked with its
+    scores, val's features-only ratios (for the ``features_only`` parts)."""
     t = time.time()
     settings = ctx.settings
     with job_description(spark, f"gap-spark explain: decomposition and estimators of {name}"):
-        ratios, weights = model_ratio(features, predictions["val"], predictions["v2"], settings)
-        block = explain_model(predictions["val"], predictions["v2"], ratios, classes, settings)
+        ratios, weights = model_ratio(features[0], predictions["val"], predictions["v2"], settings)
+        block = explain_model(predictions["val"], predictions["v2"], ratios, classes, settings, features[1])
     block["weights"] = weights
     phases[f"{name}.decomposition"] = time.time() - t
     parts = block["parts"]
-    log.info("explain: %s: gap %.2f pts = label mix %.2f + covariate %.2f + residual %.2f (ESS %.0f%% of val)",
-             name, *(parts[k]["value"] or 0.0 for k in ("gap", "label_mix", "covariate", "residual")),
-             100 * (weights.get("ess_fraction") or 0.0))
+    log.info("explain: %s", parts_line(name, parts, weights))
     t = time.time()
     block["mitigations"] = mitigations(ctx, name, model, predictions)
     phases[f"{name}.mitigations"] = time.time() - t
     return block
+
+
+def parts_line(name: str, parts: dict[str, Any], weights: dict[str, Any]) -> str:
+    """The log line of one model's decomposition, its numbers formatted as the report formats them: points
+    to 1 decimal, the gap's interval, the effective sample size as a percentage."""
+    value = {k: fmt((parts.get(k) or {}).get("value"), 1) for k in ("gap", "label_mix", "covariate", "residual")}
+    ci = interval((parts.get("gap") or {}).get("ci95"), 1, 1) or "n/a"
+    return (f"{name}: gap {value['gap']} points (95% CI {ci}) = label mix {value['label_mix']} + covariate "
+            f"{value['covariate']} + residual {value['residual']} (ESS {pct(weights.get('ess_fraction'))} of val)")
 
 
 def _warnings(weights: dict[str, dict[str, Any]]) -> list[str]:

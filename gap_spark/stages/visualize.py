@@ -34,7 +34,7 @@ from gap_spark.core.errors import DatasetError
 from gap_spark.ops.embedding import Embedding, Sample, choose_focus_classes, collect_sample, embed, sample_sets
 from gap_spark.ops.frames import label_counts
 from gap_spark.present import plots_embedding, plots_results
-from gap_spark.present.format import class_labels
+from gap_spark.present.format import run_class_labels
 from gap_spark.present.plots_base import Drawn
 
 if TYPE_CHECKING:
@@ -84,8 +84,7 @@ def _draw_sample(dataset: dict[str, "DataFrame"], paths: "Paths", s: "VisualizeS
 
 def figure_class_names(art: RunArtifacts) -> dict[int, str]:
     """Label -> ``name (wnid)`` from the run's per-class and confused-pair tables (empty without names)."""
-    return {**class_labels(art.confused_pairs, "true_label", "true_"),
-            **class_labels(art.confused_pairs, "predicted_label", "predicted_"), **class_labels(art.per_class)}
+    return run_class_labels(art.per_class, art.confused_pairs)
 
 
 def _embedding_figures(sample: Sample, focus: list[int], focus_source: str, s: "VisualizeSettings",

@@ -11,12 +11,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "PAIR_NAMES", "classes_sentence", "confidence_sentences", "confusion_sentences", "domain_sentences",
-    "feature_sentences", "headline_sentences", "label_sentences", "model_label", "per_class_sentences",
-    "superclass_sentences",
+    "PAIR_NAMES", "SIGN_CONVENTION", "classes_sentence", "confidence_sentences", "confusion_sentences",
+    "domain_sentences", "feature_sentences", "headline_sentences", "label_sentences", "model_label",
+    "per_class_sentences", "superclass_sentences",
 ]
 
 PAIR_NAMES = {"val_v2": ("val", "v2"), "train_val": ("train", "val")}
+
+SIGN_CONVENTION = ("Sign convention: every gap in this report, its tables and its JSON files is val minus v2. "
+                   "A positive accuracy gap means lower accuracy on v2; a negative ECE gap means worse "
+                   "calibration on v2.")
 
 
 def model_label(name: str) -> str:
@@ -37,11 +41,11 @@ def headline_sentences(metrics: Metrics) -> list[str]:
                    f"a gap of {points(gap.accuracy)} points"
                    + (f" (95% CI {ci})" if ci else "") + ".")
         if val.ece is not None and v2.ece is not None:
-            flipped = (-gap.ece_ci95[1], -gap.ece_ci95[0]) if gap.ece_ci95 else None
+            ece_ci = interval(gap.ece_ci95)
             more = "rises" if v2.ece > val.ece else "falls"
             out.append(f"Its expected calibration error {more} from {fmt(val.ece)} on val to {fmt(v2.ece)} on "
-                       f"v2 (v2 minus val {fmt(v2.ece - val.ece)}"
-                       + (f", 95% CI {interval(flipped)}" if flipped else "") + "); mean confidence goes from "
+                       f"v2 (gap, val minus v2, {fmt(gap.ece)}"
+                       + (f", 95% CI {ece_ci}" if ece_ci else "") + "); mean confidence goes from "
                        f"{fmt(val.mean_confidence)} to {fmt(v2.mean_confidence)}.")
     return out
 

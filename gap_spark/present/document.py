@@ -19,6 +19,7 @@ from gap_spark.present.blocks import (
     TableGrid,
 )
 from gap_spark.present.content import (
+    SIGN_CONVENTION,
     classes_sentence,
     confidence_sentences,
     confusion_sentences,
@@ -158,6 +159,7 @@ def build_document(art: RunArtifacts, figures: Sequence[FigureBlock], problems: 
     if problems:
         blocks.append(Note("Parts of this run are missing, so parts of the report are left out:", list(problems)))
     blocks.append(Heading("Headline numbers", "headline"))
+    blocks.append(Paragraph(SIGN_CONVENTION))
     blocks += _headline(art)
     blocks.append(Heading("What shifts between val and v2", "shift"))
     blocks += _shift(art)

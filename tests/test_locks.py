@@ -14,6 +14,7 @@ import pytest
 from gap_spark import cli
 from gap_spark.console import headline
 from gap_spark.core import fs
+from gap_spark.core.errors import GapSparkError
 from gap_spark.core.locks import LockHeld, directory_lock, hold_locks, lock_path
 
 HOUR = 3600.0
@@ -118,3 +119,52 @@ def test_headline_is_short_and_formats_numbers_like_the_report():
     assert "rows: 1,281,167" in text and "accuracy: 0.8973" in text and "ci95: [0.800, 0.826]" in text
     assert "models.lr.v2: 0.83" in text and "top: (50 items)" in text and "features: (40 entries)" in text
     assert "0.7995457" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# An unwritable parent: the lock file cannot be created beside the directory (issue 13, item 8)
+# ---------------------------------------------------------------------------------------------
+
+def _without_root_file_powers() -> None:
+    """In the child, before exec: drop the capabilities that let root ignore file modes (CAP_DAC_OVERRIDE,
+    CAP_DAC_READ_SEARCH, CAP_FOWNER) from the bounding set, so that a 0o555 directory binds root too."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2, 3):
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_a_read_only_parent_of_the_run_is_one_line_and_exit_2(tmp_path):
+    """The run directory is writable (so the preflight passes) but its parent is 0o555, so ``run.lock``
+    cannot be created beside it. Run as root, the command runs without the capabilities that bypass
+    file modes, so the 0o555 parent is really unwritable to it."""
+    parent = tmp_path / "ro"
+    run = parent / "run"
+    run.mkdir(parents=True)
+    parent.chmod(0o555)
+    try:
+        before = sorted(os.listdir(parent))
+        proc = subprocess.run([sys.executable, "-m", "gap_spark.cli", "report", "--run", str(run)],
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "PYTHONPATH": os.getcwd()},
+                              preexec_fn=_without_root_file_powers if os.geteuid() == 0 else None)
+        err = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, proc.stderr
+        assert len(err) == 1 and err[0].startswith("gap-spark report: error: cannot write the output: "), err
+        assert lock_path(str(run)) in err[0] and "Permission denied" in err[0]
+        assert sorted(os.listdir(parent)) == before
+    finally:
+        parent.chmod(0o755)
+
+
+def test_a_lock_beside_a_regular_file_is_one_line(tmp_path):
+    """The same refusal from the lock itself, for a parent that is a regular file (no preflight involved)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(GapSparkError, match=r"^cannot write the output: .*a-file/run: cannot create its lock "
+                                            r"file .*a-file/run\.lock") as info, \
+            directory_lock(str(blocker / "run"), HOUR):
+        pass
+    assert "\n" not in str(info.value)

@@ -59,6 +59,53 @@ def test_a_second_command_on_the_same_run_exits_2_with_one_line(other_process_ho
     assert not os.path.exists(target)  # nothing was created
 
 
+HOLDER_MANY = """
+import os, sys, time
+from gap_spark.core.locks import hold_locks
+data, staging, held = sys.argv[1], sys.argv[2], sys.argv[3:]
+with hold_locks(held, 3600):
+    os.makedirs(staging)  # a live ingest's staging beside the dataset
+    with open(os.path.join(staging, "part-00000.parquet"), "wb") as f:
+        f.write(b"PAR1 being written")
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("held", [("run",), ("data", "run")])
+def test_a_second_pipeline_on_the_same_directories_refuses_before_spark(tmp_path, held):
+    """Issue 13 item 3: while a first run holds the run directory (and, as a pipeline does, the dataset),
+    a second ``gap-spark pipeline`` on the same directories exits 2 with one line naming the holder. It
+    runs with JAVA_HOME pointing nowhere: had it reached Spark it would fail on Java instead. The first
+    run's staging folder and locks are left as they were, and nothing else is written."""
+    dirs = {name: str(tmp_path / name) for name in ("raw", "data", "run")}
+    staging = dirs["data"] + ".staging-0123abcd"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER_MANY, dirs["data"], staging,
+                               *(dirs[name] for name in held)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = sorted(os.listdir(tmp_path))
+        started = time.time()
+        second = subprocess.run([sys.executable, "-m", "gap_spark.cli", "pipeline", "--raw", dirs["raw"],
+                                 "--data", dirs["data"], "--run", dirs["run"]], capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd(),
+                                                  "JAVA_HOME": str(tmp_path / "no-java")})
+        err = second.stderr.strip().splitlines()
+        assert second.returncode == 2, second.stderr
+        assert len(err) == 1 and err[0].startswith("gap-spark pipeline: error: "), err
+        assert "in use by another gap-spark run" in err[0] and f"PID {holder.pid}" in err[0], err
+        assert "java" not in second.stderr.lower() and time.time() - started < 60
+        assert sorted(os.listdir(tmp_path)) == before  # the staging, the holder's locks, nothing new
+        assert os.listdir(staging) == ["part-00000.parquet"]
+        for name in held:
+            assert json.loads(fs.read_text(lock_path(dirs[name])))["pid"] == holder.pid
+        assert holder.poll() is None  # the first run is still going
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_lock_whose_process_is_gone_is_broken_with_a_warning(tmp_path, caplog):
     target = str(tmp_path / "data")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -60,3 +60,53 @@ def test_the_sign_convention_is_stated_once_in_the_report():
     blocks = build_document(art, [], [])
     stated = [b for b in blocks if isinstance(b, Paragraph) and b.text == SIGN_CONVENTION]
     assert len(stated) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The selection record: val and v2 were never used for selection (issue 14)
+# ---------------------------------------------------------------------------------------------
+
+def _report_markdown(tmp_path, record: dict | None) -> str:
+    from gap_spark.contracts.run import RunDir
+    from gap_spark.core import fs
+    from tests.test_model_choice import _train_summary
+    from tests.test_report import report_texts, write_fake_run
+
+    run = str(tmp_path / "run")
+    write_fake_run(run, parts=("metrics",))
+    fs.write_json(RunDir(run).train_summary, _train_summary({"lr": 0.8125, "rf": 0.775}, record))
+    _, page, markdown = report_texts(run)
+    assert ("val and v2 were never used for selection" in page) == ("never used for selection" in markdown)
+    return markdown
+
+
+def test_the_report_says_val_and_v2_were_never_used_for_selection(tmp_path):
+    markdown = _report_markdown(tmp_path, {"split": "select", "source": "select", "rows": 1234, "fallback": None,
+                                           "test_splits_read": False})
+    lines = [line for line in markdown.splitlines() if "never used for selection" in line]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert "split=select (1,234 train rows)" in line and "lr 81.2%, rf 77.5%" in line
+    assert line.rstrip().endswith("val and v2 were never used for selection.")
+    # It stands with the headline numbers, before the shift section.
+    assert markdown.index("never used for selection") < markdown.index("What shifts between val and v2")
+
+
+def test_the_fallback_slice_is_named_as_such(tmp_path):
+    markdown = _report_markdown(tmp_path, {"split": None, "source": "fallback", "rows": 321,
+                                           "fallback": {"fraction": 0.02, "seed": 7}, "test_splits_read": False})
+    line = next(line for line in markdown.splitlines() if "never used for selection" in line)
+    assert "a hash-held-out 2.0% of train (321 rows; the dataset has no split=select)" in line
+
+
+def test_no_claim_without_a_selection_record(tmp_path):
+    from gap_spark.contracts.run_outputs import parse_train_summary
+    from gap_spark.present.content import selection_sentence
+    from tests.test_model_choice import _train_summary
+
+    data = _train_summary({"lr": 0.8})
+    del data["selection"]
+    assert selection_sentence(parse_train_summary(data, "train_summary.json", [])) is None
+    data["selection"] = {"split": "select", "source": "select", "rows": 10, "test_splits_read": True}
+    text = selection_sentence(parse_train_summary(data, "train_summary.json", []))
+    assert text is not None and "never" not in text and "read val or v2" in text

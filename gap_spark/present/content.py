@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gap_spark.contracts.run_outputs import ClassesInfo, ConfidenceShift, Metrics, Shift
+from gap_spark.contracts.run_outputs import ClassesInfo, ConfidenceShift, Metrics, Shift, TrainSummary
 from gap_spark.models import model_title
 from gap_spark.present.format import class_label, count, fmt, interval, pct, points
 
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PAIR_NAMES", "SIGN_CONVENTION", "classes_sentence", "confidence_sentences", "confusion_sentences",
     "domain_sentences", "feature_sentences", "headline_sentences", "label_sentences", "model_label",
-    "per_class_sentences", "superclass_sentences",
+    "per_class_sentences", "selection_sentence", "superclass_sentences",
 ]
 
 PAIR_NAMES = {"val_v2": ("val", "v2"), "train_val": ("train", "val")}
@@ -48,6 +48,31 @@ def headline_sentences(metrics: Metrics) -> list[str]:
                        + (f", 95% CI {ece_ci}" if ece_ci else "") + "); mean confidence goes from "
                        f"{fmt(val.mean_confidence)} to {fmt(v2.mean_confidence)}.")
     return out
+
+
+def selection_sentence(summary: TrainSummary | None) -> str | None:
+    """Where train made its choices (train_summary.json's ``selection``), and that val and v2 were not used;
+    None when the run records no selection slice (no train summary, or an older run)."""
+    record = summary.selection if summary else None
+    if summary is None or record is None:
+        return None
+    if record.source == "select":
+        where = f"the selection slice, ingest's split={record.split or 'select'} ({count(record.rows)} train rows)"
+    else:
+        share = f"{pct(record.fallback_fraction)} " if record.fallback_fraction is not None else ""
+        where = (f"the selection slice, a hash-held-out {share}of train ({count(record.rows)} rows; the dataset has "
+                 "no split=select)")
+    scores = [f"{name} {pct(m.selection_accuracy)}" for name, m in summary.models.items()
+              if m.selection_accuracy is not None]
+    text = (f"Training choices (grid search, stopping, and the model shown in the per-class views) were made on "
+            f"{where}" + (f", where the models score {', '.join(scores)}" if scores else ""))
+    if record.rows == 0:
+        text += "; it had no rows, so nothing was tuned or stopped early on it"
+    if record.test_splits_read is False:
+        return text + "; val and v2 were never used for selection."
+    if record.test_splits_read:
+        return text + "; this run's train stage also read val or v2."
+    return text + "."
 
 
 def _auc_phrase(auc: float | None, ci95: tuple[float, float] | None) -> str:

@@ -28,6 +28,7 @@ from gap_spark.present.content import (
     headline_sentences,
     label_sentences,
     per_class_sentences,
+    selection_sentence,
     superclass_sentences,
 )
 from gap_spark.present.explain_content import explain_blocks
@@ -161,6 +162,9 @@ def build_document(art: RunArtifacts, figures: Sequence[FigureBlock], problems: 
     blocks.append(Heading("Headline numbers", "headline"))
     blocks.append(Paragraph(SIGN_CONVENTION))
     blocks += _headline(art)
+    selection = selection_sentence(art.train_summary)
+    if selection:
+        blocks.append(Paragraph(selection))
     blocks.append(Heading("What shifts between val and v2", "shift"))
     blocks += _shift(art)
     blocks.append(Heading("Where the gap comes from", "explain"))

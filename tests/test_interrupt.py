@@ -60,18 +60,18 @@ def test_ctrl_c_in_a_running_spark_job_prints_one_line_and_exits_130(tmp_path, c
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-c", CHILD, command, "--data", str(tmp_path / "data"),
                              "--run", str(run), "--quiet"], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                            text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}, start_new_session=True)
     stderr = _Lines(proc.stderr)
     try:
         marker = stderr.wait_for("STAGE-JOB-STARTING", proc, timeout=90)
         time.sleep(2.0)  # the job's task is running (sleeping in a Python worker)
         sent = time.time()
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group (JVM and workers too)
         proc.wait(timeout=30)
         waited = time.time() - sent
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.stdout is not None
     out = proc.stdout.read()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
@@ -61,6 +62,14 @@ def headline(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _quiet_cancel(spark: Any) -> None:
+    try:
+        set_log_level(spark, "OFF")
+        cancel_all_jobs(spark)
+    except Exception:  # noqa: BLE001 - the gateway may already be gone; the interrupt still stands
+        pass
+
+
 @contextmanager
 def interrupts_cancel_jobs(spark: Any) -> Iterator[None]:
     """Ctrl-C cancels the running Spark jobs quietly and raises KeyboardInterrupt once.
@@ -72,14 +81,15 @@ def interrupts_cancel_jobs(spark: Any) -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while we clean up is ignored
-        for name in ("py4j", "pyspark", "gap_spark"):
+        # py4j logs its broken command and the interrupt itself on the root logger, with traces.
+        for name in ("", "py4j", "pyspark", "gap_spark"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
         if spark is not None:
-            try:
-                set_log_level(spark, "OFF")
-                cancel_all_jobs(spark)
-            except Exception:  # noqa: BLE001 - the gateway may already be gone; the interrupt still stands
-                pass
+            # This thread may be inside a py4j call (reading its reply): a call on the same thread reuses
+            # that connection ("reentrant call"), so the cancel goes through a thread of its own.
+            worker = threading.Thread(target=_quiet_cancel, args=(spark,), daemon=True)
+            worker.start()
+            worker.join(timeout=10)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)

@@ -169,20 +169,24 @@ def _per_class_models(run_dir: RunDir) -> list[str]:
     return [n[: -len(suffix)] for n in fs.list_dir(root) if n.endswith(suffix) and len(n) > len(suffix)]
 
 
-def choose_model(preferred: str | None, metrics: Metrics | None, run_dir: RunDir,
-                 candidates: Iterable[str] = ("lr", "rf")) -> str | None:
-    """The model whose per-class views are shown.
+def choose_model(preferred: str | None, train_summary: TrainSummary | None, metrics: Metrics | None,
+                 run_dir: RunDir, candidates: Iterable[str] = ("lr", "rf")) -> str | None:
+    """The model whose per-class views are shown, chosen without looking at val or v2.
 
     Parameters
     ----------
     preferred : str, optional
         A model named in the config; used whenever given.
+    train_summary : TrainSummary, optional
+        Without a preference, its model with the best accuracy on the selection slice (ties: the earlier in
+        train order); when it records no such accuracy, its first model in train order. Models that
+        ``metrics`` does not hold are passed over when it holds any.
     metrics : Metrics, optional
-        Without a preference, its model with the best val accuracy is chosen.
+        Only which models were evaluated; never their accuracies (val and v2 are test sets).
     run_dir : RunDir
-        Searched for per-class CSVs when there are no metrics.
+        Searched for per-class CSVs when there is neither a train summary nor metrics.
     candidates : iterable of str
-        Model names to try, in order, when there are no metrics.
+        Model names in train order (``train.models``), used when the run has no train summary.
 
     Returns
     -------
@@ -190,13 +194,20 @@ def choose_model(preferred: str | None, metrics: Metrics | None, run_dir: RunDir
     """
     if preferred:
         return str(preferred)
-    scored = [(m.val.accuracy if m.val.accuracy else -1.0, name) for name, m in (metrics.models.items()
-                                                                                  if metrics else ())]
+    evaluated = set(metrics.models) if metrics and metrics.models else None
+    trained = [(name, m) for name, m in (train_summary.models.items() if train_summary else ())
+               if evaluated is None or name in evaluated]
+    scored = [(m.selection_accuracy, -i, name) for i, (name, m) in enumerate(trained)
+              if m.selection_accuracy is not None]
     if scored:
-        return max(scored)[1]
+        return max(scored)[2]
+    if trained:
+        return trained[0][0]
     for name in candidates:
-        if fs.exists(run_dir.per_class_csv(name)):
+        if (name in evaluated) if evaluated is not None else fs.exists(run_dir.per_class_csv(name)):
             return name
+    if metrics and metrics.models:
+        return next(iter(metrics.models))
     names = _per_class_models(run_dir)
     return names[0] if names else None
 
@@ -224,7 +235,7 @@ def load_run_artifacts(run_dir: RunDir, preferred_model: str | None = None,
     preferred_model : str, optional
         The model whose per-class and confused-pair tables to read; see :func:`choose_model`.
     candidates : iterable of str
-        Model names to look for when neither a preference nor metrics name one.
+        Model names in train order, used when the run has no train summary.
 
     Returns
     -------
@@ -241,7 +252,7 @@ def load_run_artifacts(run_dir: RunDir, preferred_model: str | None = None,
         art.problems.append(problem)
     elif figures is None:
         art.problems.append(f"{index_name} is missing (run `gap-spark visualize`)")
-    art.model = choose_model(preferred_model, art.metrics, run_dir, candidates)
+    art.model = choose_model(preferred_model, art.train_summary, art.metrics, run_dir, candidates)
     if art.model:
         for attr, path, required in (("per_class", run_dir.per_class_csv(art.model), PER_CLASS_COLUMNS),
                                      ("confused_pairs", run_dir.confused_pairs_csv(art.model), CONFUSED_COLUMNS)):

@@ -27,8 +27,8 @@ __all__ = [
     "ClassesInfo", "ConfidenceShift", "ConfidenceStats", "DatasetSummary", "DomainClassifier", "FeatureImportance",
     "FeatureRow",
     "FeatureShift", "GapMetrics", "Interval", "LabelShift", "Metrics", "ModelMetrics", "ModelTraining",
-    "ReliabilityBin", "SetMetrics", "Shift", "TrainSummary", "is_number", "parse_metrics", "parse_shift",
-    "parse_train_summary",
+    "ReliabilityBin", "SelectionRecord", "SetMetrics", "Shift", "TrainSummary", "is_number", "parse_metrics",
+    "parse_shift", "parse_train_summary",
 ]
 
 Interval = tuple[float, float]
@@ -384,13 +384,27 @@ def parse_shift(data: Mapping[str, Any], source: str, problems: list[str]) -> Sh
 
 @dataclass(frozen=True)
 class ModelTraining:
-    """One trained model: its params as written, rows, iterations, objective history, seconds per phase."""
+    """One trained model: its params as written, rows, iterations, objective history, seconds per phase, and
+    its accuracy on the selection slice (None when the slice was empty or the run predates it)."""
 
     params: Mapping[str, Any]
     rows: int | None
     iterations: int | None
     objective_history: tuple[float, ...]
     seconds: Mapping[str, float]
+    selection_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class SelectionRecord:
+    """Where train made its choices: ``source`` is ``select`` (ingest's ``split=select``) or ``fallback`` (a
+    hash-held-out share of train, ``fallback_fraction``); ``test_splits_read`` says whether val or v2 were."""
+
+    source: str
+    split: str | None
+    rows: int | None
+    fallback_fraction: float | None
+    test_splits_read: bool | None
 
 
 @dataclass(frozen=True)
@@ -398,6 +412,18 @@ class TrainSummary:
     models: Mapping[str, ModelTraining]
     dataset: DatasetSummary | None
     seconds: float | None
+    selection: SelectionRecord | None = None
+
+
+def _selection_record(x: Any) -> SelectionRecord | None:
+    if not isinstance(x, Mapping) or not isinstance(x.get("source"), str):
+        return None
+    fallback = x.get("fallback")
+    read = x.get("test_splits_read")
+    return SelectionRecord(str(x["source"]), x["split"] if isinstance(x.get("split"), str) else None,
+                           _int(x.get("rows")),
+                           _num(fallback.get("fraction")) if isinstance(fallback, Mapping) else None,
+                           read if isinstance(read, bool) else None)
 
 
 def parse_train_summary(data: Mapping[str, Any], source: str, problems: list[str]) -> TrainSummary:
@@ -410,5 +436,6 @@ def parse_train_summary(data: Mapping[str, Any], source: str, problems: list[str
             dict(_obj(m, "params", f"{source} (model {name})", problems)), _int(m.get("rows")),
             _int(m.get("iterations")),
             tuple(float(v) for v in history if is_number(v)) if isinstance(history, list) else (),
-            {str(k): float(v) for k, v in seconds.items() if is_number(v)} if isinstance(seconds, Mapping) else {})
-    return TrainSummary(models, _dataset(data), _num(data.get("seconds")))
+            {str(k): float(v) for k, v in seconds.items() if is_number(v)} if isinstance(seconds, Mapping) else {},
+            _num(selection.get("accuracy")) if isinstance(selection := m.get("selection"), Mapping) else None)
+    return TrainSummary(models, _dataset(data), _num(data.get("seconds")), _selection_record(data.get("selection")))

@@ -100,6 +100,16 @@ def _stale_reason(owner: LockOwner | None, path: str, stale_after_s: float) -> s
     return None
 
 
+def _create(directory: str, path: str, payload: bytes) -> bool:
+    """:func:`fs.create_exclusive`, with an unwritable place (a read-only parent) as one line, as the
+    preflight words it (the preflight checks the directory itself, the lock lives beside it)."""
+    try:
+        return fs.create_exclusive(path, payload)
+    except OSError as exc:  # PermissionError, NotADirectoryError, a read-only file system
+        raise GapSparkError(f"cannot write the output: {directory}: cannot create its lock file {path} "
+                            f"({exc.strerror or exc})") from None
+
+
 def _acquire(directory: str, stale_after_s: float) -> str:
     path = lock_path(directory)
     with _guard:
@@ -110,7 +120,7 @@ def _acquire(directory: str, stale_after_s: float) -> str:
     me = LockOwner.me()
     payload = json.dumps(asdict(me)).encode()
     for _ in range(3):
-        if fs.create_exclusive(path, payload):
+        if _create(directory, path, payload):
             with _guard:
                 _held[path] = (1, me.token)
             return path

@@ -21,10 +21,16 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 __all__ = [
-    "LOG_LOSS_EPS", "METRIC_KEYS", "accuracy_metrics", "calibration_bins", "class_counts", "confidence_bin",
-    "evaluator_metrics", "expected_calibration_error", "macro_f1", "macro_f1_column", "reliability_table",
-    "set_metrics",
+    "LOG_LOSS_EPS", "METRIC_KEYS", "EmptyPredictionsError", "accuracy_metrics", "calibration_bins",
+    "class_counts", "confidence_bin", "evaluator_metrics", "expected_calibration_error", "macro_f1",
+    "macro_f1_column", "reliability_table", "set_metrics",
 ]
+
+
+
+class EmptyPredictionsError(GapSparkError):
+    """A set of predictions holds no rows (the caller names the model and the split)."""
+
 
 # MulticlassClassificationEvaluator's default clipping of the true-class probability in log loss.
 LOG_LOSS_EPS = 1e-15
@@ -206,7 +212,7 @@ def accuracy_metrics(pred_df: "DataFrame", confidence_threshold: float = 0.5) ->
         F.sum(F.when(~confident, correct)).alias("unconfident_correct"),
     ).first()
     if totals is None or int(totals["rows"]) == 0:
-        raise GapSparkError("cannot evaluate an empty set of predictions")
+        raise EmptyPredictionsError("cannot evaluate an empty set of predictions")
     rows = int(totals["rows"])
     confident_rows = int(totals["confident_rows"] or 0)
     unconfident_rows = rows - confident_rows

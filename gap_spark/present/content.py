@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gap_spark.contracts.run_outputs import ClassesInfo, ConfidenceShift, Metrics, Shift
+from gap_spark.contracts.run_outputs import ClassesInfo, ConfidenceShift, Metrics, Shift, TrainSummary
 from gap_spark.models import model_title
 from gap_spark.present.format import class_label, count, fmt, interval, pct, points
 
@@ -11,12 +11,16 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
-    "PAIR_NAMES", "classes_sentence", "confidence_sentences", "confusion_sentences", "domain_sentences",
-    "feature_sentences", "headline_sentences", "label_sentences", "model_label", "per_class_sentences",
-    "superclass_sentences",
+    "PAIR_NAMES", "SIGN_CONVENTION", "classes_sentence", "confidence_sentences", "confusion_sentences",
+    "domain_sentences", "feature_sentences", "headline_sentences", "label_sentences", "model_label",
+    "per_class_sentences", "selection_sentence", "superclass_sentences",
 ]
 
 PAIR_NAMES = {"val_v2": ("val", "v2"), "train_val": ("train", "val")}
+
+SIGN_CONVENTION = ("Sign convention: every gap in this report, its tables and its JSON files is val minus v2. "
+                   "A positive accuracy gap means lower accuracy on v2; a negative ECE gap means worse "
+                   "calibration on v2.")
 
 
 def model_label(name: str) -> str:
@@ -37,13 +41,38 @@ def headline_sentences(metrics: Metrics) -> list[str]:
                    f"a gap of {points(gap.accuracy)} points"
                    + (f" (95% CI {ci})" if ci else "") + ".")
         if val.ece is not None and v2.ece is not None:
-            flipped = (-gap.ece_ci95[1], -gap.ece_ci95[0]) if gap.ece_ci95 else None
+            ece_ci = interval(gap.ece_ci95)
             more = "rises" if v2.ece > val.ece else "falls"
             out.append(f"Its expected calibration error {more} from {fmt(val.ece)} on val to {fmt(v2.ece)} on "
-                       f"v2 (v2 minus val {fmt(v2.ece - val.ece)}"
-                       + (f", 95% CI {interval(flipped)}" if flipped else "") + "); mean confidence goes from "
+                       f"v2 (gap, val minus v2, {fmt(gap.ece)}"
+                       + (f", 95% CI {ece_ci}" if ece_ci else "") + "); mean confidence goes from "
                        f"{fmt(val.mean_confidence)} to {fmt(v2.mean_confidence)}.")
     return out
+
+
+def selection_sentence(summary: TrainSummary | None) -> str | None:
+    """Where train made its choices (train_summary.json's ``selection``), and that val and v2 were not used;
+    None when the run records no selection slice (no train summary, or an older run)."""
+    record = summary.selection if summary else None
+    if summary is None or record is None:
+        return None
+    if record.source == "select":
+        where = f"the selection slice, ingest's split={record.split or 'select'} ({count(record.rows)} train rows)"
+    else:
+        share = f"{pct(record.fallback_fraction)} " if record.fallback_fraction is not None else ""
+        where = (f"the selection slice, a hash-held-out {share}of train ({count(record.rows)} rows; the dataset has "
+                 "no split=select)")
+    scores = [f"{name} {pct(m.selection_accuracy)}" for name, m in summary.models.items()
+              if m.selection_accuracy is not None]
+    text = (f"Training choices (grid search, stopping, and the model shown in the per-class views) were made on "
+            f"{where}" + (f", where the models score {', '.join(scores)}" if scores else ""))
+    if record.rows == 0:
+        text += "; it had no rows, so nothing was tuned or stopped early on it"
+    if record.test_splits_read is False:
+        return text + "; val and v2 were never used for selection."
+    if record.test_splits_read:
+        return text + "; this run's train stage also read val or v2."
+    return text + "."
 
 
 def _auc_phrase(auc: float | None, ci95: tuple[float, float] | None) -> str:

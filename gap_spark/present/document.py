@@ -19,6 +19,7 @@ from gap_spark.present.blocks import (
     TableGrid,
 )
 from gap_spark.present.content import (
+    SIGN_CONVENTION,
     classes_sentence,
     confidence_sentences,
     confusion_sentences,
@@ -27,6 +28,7 @@ from gap_spark.present.content import (
     headline_sentences,
     label_sentences,
     per_class_sentences,
+    selection_sentence,
     superclass_sentences,
 )
 from gap_spark.present.explain_content import explain_blocks
@@ -158,7 +160,11 @@ def build_document(art: RunArtifacts, figures: Sequence[FigureBlock], problems: 
     if problems:
         blocks.append(Note("Parts of this run are missing, so parts of the report are left out:", list(problems)))
     blocks.append(Heading("Headline numbers", "headline"))
+    blocks.append(Paragraph(SIGN_CONVENTION))
     blocks += _headline(art)
+    selection = selection_sentence(art.train_summary)
+    if selection:
+        blocks.append(Paragraph(selection))
     blocks.append(Heading("What shifts between val and v2", "shift"))
     blocks += _shift(art)
     blocks.append(Heading("Where the gap comes from", "explain"))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gap_spark.contracts.dataset import SPLITS, manifest_summary, read_manifest, read_split
 from gap_spark.contracts.tables import table_csv
 from gap_spark.core import fs
-from gap_spark.core.errors import ConfigError
+from gap_spark.core.errors import ConfigError, GapSparkError
 from gap_spark.core.session import job_description
 from gap_spark.models.saved import check_model_matches_dataset, load_models
 from gap_spark.ops.bootstrap import bootstrap_gap, gap_summary
@@ -38,7 +38,7 @@ from gap_spark.ops.class_names import (
     path_wnids,
     superclass_rows,
 )
-from gap_spark.ops.metrics import set_metrics
+from gap_spark.ops.metrics import EmptyPredictionsError, set_metrics
 from gap_spark.ops.predictions import EVAL_SETS, HOLDOUT_SET, holdout_slice, predictions_frame
 from gap_spark.present.format import fmt, interval, pct, points
 
@@ -81,7 +81,8 @@ def run_evaluate(spark: "SparkSession", config: "Config", paths: "Paths") -> dic
     ------
     GapSparkError
         No models in the run, a model whose D or K differs from the dataset, a missing or
-        incomplete dataset (``DatasetError``), or an unreadable ``classes.names`` CSV (``ConfigError``).
+        incomplete dataset (``DatasetError``), an unreadable ``classes.names`` CSV (``ConfigError``), or a
+        set with no rows to predict (naming the model and the split).
     """
     started = time.time()
     settings = config.settings.evaluate
@@ -194,12 +195,25 @@ def _evaluate_set(spark: "SparkSession", model: "PipelineModel", frame: "DataFra
         predictions_frame(model.transform(frame)).write.mode("overwrite").parquet(target)
         saved = spark.read.parquet(target).cache()
     with job_description(spark, f"gap-spark evaluate: metrics of {name} on {split}"):
-        metrics = set_metrics(saved, settings.ece_bins, settings.confidence_threshold)
+        try:
+            metrics = set_metrics(saved, settings.ece_bins, settings.confidence_threshold)
+        except EmptyPredictionsError:
+            saved.unpersist()
+            raise GapSparkError(f"evaluate: model {name} has no predictions on {split}: {_why_empty(split, settings)}"
+                                ) from None
     seconds = round(time.time() - t0, 3)
     log.info("evaluate: %s on %s: %s rows, accuracy %s, top-5 %s, ECE %s (%.1f s)", name, split,
              f"{metrics['rows']:,}", pct(metrics["accuracy"]), pct(metrics["top5_accuracy"]), fmt(metrics["ece"]),
              seconds)
     return saved, metrics, seconds
+
+
+def _why_empty(split: str, settings: "EvaluateSettings") -> str:
+    """Why a set can be empty, and what to do (one clause)."""
+    if split == HOLDOUT_SET:
+        return (f"evaluate.holdout_fraction {settings.holdout_fraction:g} selects no train row "
+                "(raise it, or set it to 0 to skip the holdout)")
+    return f"the dataset's {split} split holds no rows (its part files are empty or gone; run ingest again)"
 
 
 def _write_per_class(spark: "SparkSession", table: "DataFrame", run_dir: "RunDir", name: str,

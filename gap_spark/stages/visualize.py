@@ -190,6 +190,7 @@ def run_visualize(spark: Any, config: "Config", paths: "Paths") -> dict:
     for split in SETS:
         if split not in frames:
             raise DatasetError(f"dataset {paths.data} has no '{split}' split; visualize compares val with v2")
+    # visualize.model, else the best model on the selection slice (never on val or v2): choose_model.
     art = load_run_artifacts(run_dir, s.model, config.settings.train.models)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -100,7 +100,7 @@ def test_the_fallback_slice_is_named_as_such(tmp_path):
 
 
 def test_no_claim_without_a_selection_record(tmp_path):
-    from gap_spark.contracts.run_outputs import parse_train_summary
+    from gap_spark.contracts.train_outputs import parse_train_summary
     from gap_spark.present.content import selection_sentence
     from tests.test_model_choice import _train_summary
 

@@ -12,14 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gap_spark.contracts.run import RunDir
-from gap_spark.contracts.run_outputs import (
-    Metrics,
-    Shift,
-    TrainSummary,
-    parse_metrics,
-    parse_shift,
-    parse_train_summary,
-)
+from gap_spark.contracts.run_outputs import Metrics, Shift, parse_metrics, parse_shift
+from gap_spark.contracts.train_outputs import TrainSummary, parse_train_summary
 from gap_spark.core import fs
 
 if TYPE_CHECKING:

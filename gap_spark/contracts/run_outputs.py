@@ -1,6 +1,7 @@
-"""Typed views of a run's JSON outputs: what the report and visualize read from the metrics, shift and
-train-summary files (:class:`~gap_spark.contracts.run.RunDir` names them; the figure index is read in
-:mod:`gap_spark.contracts.run_artifacts`).
+"""Typed views of a run's JSON outputs: what the report and visualize read from the metrics and shift
+files (:class:`~gap_spark.contracts.run.RunDir` names them). train_summary.json is read in
+:mod:`.train_outputs`, explain.json in :mod:`.explain_outputs`, the figure index in
+:mod:`.run_artifacts`.
 
 Each ``parse_*`` function takes the decoded JSON and returns frozen dataclasses. A number that is missing
 or not a finite number becomes ``None`` (shown as ``n/a``); a part that should be a JSON object and is
@@ -12,8 +13,7 @@ The layouts are those the evaluate, shift and train stages write:
 - metrics: ``models.<name>.{val, v2}`` (rows, accuracy, ..., ``reliability`` bins) and
   ``models.<name>.gap`` (val minus v2 with ``*ci95`` intervals), plus ``dataset``;
 - shift: ``features.<pair>`` (threshold, counts, ``top`` rows), ``domain_classifier.<pair>``,
-  ``labels.<pair>``, ``confidence.<model>``, plus ``dataset``;
-- train summary: ``models.<name>`` (params, rows, iterations, objective history, seconds), ``dataset``.
+  ``labels.<pair>``, ``confidence.<model>``, plus ``dataset``.
 """
 from __future__ import annotations
 
@@ -25,10 +25,8 @@ from typing import Any
 
 __all__ = [
     "ClassesInfo", "ConfidenceShift", "ConfidenceStats", "DatasetSummary", "DomainClassifier", "FeatureImportance",
-    "FeatureRow",
-    "FeatureShift", "GapMetrics", "Interval", "LabelShift", "Metrics", "ModelMetrics", "ModelTraining",
-    "ReliabilityBin", "SelectionRecord", "SetMetrics", "Shift", "TrainSummary", "is_number", "parse_metrics",
-    "parse_shift", "parse_train_summary",
+    "FeatureRow", "FeatureShift", "GapMetrics", "Interval", "LabelShift", "Metrics", "ModelMetrics",
+    "ReliabilityBin", "SetMetrics", "Shift", "is_number", "parse_metrics", "parse_shift",
 ]
 
 Interval = tuple[float, float]
@@ -376,66 +374,3 @@ def parse_shift(data: Mapping[str, Any], source: str, problems: list[str]) -> Sh
                                             _num(c.get("ks")), _num(c.get("wasserstein")))
                     for m, c in raw_confidence.items() if isinstance(c, Mapping)},
         raw_labels=raw_labels, raw_confidence=raw_confidence, dataset=_dataset(data))
-
-
-# --------------------------------------------------------------------------------------------------
-# Train summary
-# --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ModelTraining:
-    """One trained model: its params as written, rows, iterations, objective history, seconds per phase, and
-    its accuracy on the selection slice (None when the slice was empty or the run predates it)."""
-
-    params: Mapping[str, Any]
-    rows: int | None
-    iterations: int | None
-    objective_history: tuple[float, ...]
-    seconds: Mapping[str, float]
-    selection_accuracy: float | None = None
-
-
-@dataclass(frozen=True)
-class SelectionRecord:
-    """Where train made its choices: ``source`` is ``select`` (ingest's ``split=select``) or ``fallback`` (a
-    hash-held-out share of train, ``fallback_fraction``); ``test_splits_read`` says whether val or v2 were."""
-
-    source: str
-    split: str | None
-    rows: int | None
-    fallback_fraction: float | None
-    test_splits_read: bool | None
-
-
-@dataclass(frozen=True)
-class TrainSummary:
-    models: Mapping[str, ModelTraining]
-    dataset: DatasetSummary | None
-    seconds: float | None
-    selection: SelectionRecord | None = None
-
-
-def _selection_record(x: Any) -> SelectionRecord | None:
-    if not isinstance(x, Mapping) or not isinstance(x.get("source"), str):
-        return None
-    fallback = x.get("fallback")
-    read = x.get("test_splits_read")
-    return SelectionRecord(str(x["source"]), x["split"] if isinstance(x.get("split"), str) else None,
-                           _int(x.get("rows")),
-                           _num(fallback.get("fraction")) if isinstance(fallback, Mapping) else None,
-                           read if isinstance(read, bool) else None)
-
-
-def parse_train_summary(data: Mapping[str, Any], source: str, problems: list[str]) -> TrainSummary:
-    """The train summary's content as :class:`TrainSummary` (see :func:`parse_metrics`)."""
-    models = {}
-    for name, m in _objects(data, "models", source, problems).items():
-        history = m.get("objective_history")
-        seconds = m.get("seconds")
-        models[name] = ModelTraining(
-            dict(_obj(m, "params", f"{source} (model {name})", problems)), _int(m.get("rows")),
-            _int(m.get("iterations")),
-            tuple(float(v) for v in history if is_number(v)) if isinstance(history, list) else (),
-            {str(k): float(v) for k, v in seconds.items() if is_number(v)} if isinstance(seconds, Mapping) else {},
-            _num(selection.get("accuracy")) if isinstance(selection := m.get("selection"), Mapping) else None)
-    return TrainSummary(models, _dataset(data), _num(data.get("seconds")), _selection_record(data.get("selection")))

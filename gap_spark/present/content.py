@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gap_spark.contracts.run_outputs import ClassesInfo, ConfidenceShift, Metrics, Shift, TrainSummary
+from gap_spark.contracts.run_outputs import ClassesInfo, ConfidenceShift, Metrics, Shift
+from gap_spark.contracts.train_outputs import TrainSummary
 from gap_spark.models import model_title
 from gap_spark.present.format import class_label, count, fmt, interval, pct, points
 

@@ -195,3 +195,17 @@ def test_hostile_input(name, spark, tmp_path, capsys, caplog):
     assert new == allowed, f"left outside the stage's output: {sorted(new - allowed)}"
     if case.check is not None:
         case.check(spark, root)
+
+
+def test_a_gzipped_file_without_a_final_newline_is_noticed_too(tmp_path):
+    import gzip
+
+    from gap_spark.stages.ingest_preflight import ends_with_newline
+
+    cases = {"clean.csv.gz": b"a,b\n1,2\n", "cut.csv.gz": b"a,b\n1,2", "empty.csv.gz": b"",
+             "long.csv.gz": b"x" * (9 << 20) + b"\n", "long_cut.csv.gz": b"\n" + b"x" * (9 << 20)}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(gzip.compress(data))
+    got = {name: ends_with_newline(str(tmp_path / name)) for name in cases}
+    assert got == {"clean.csv.gz": True, "cut.csv.gz": False, "empty.csv.gz": True, "long.csv.gz": True,
+                   "long_cut.csv.gz": False}

@@ -236,7 +236,7 @@ def _write_good_rows(spark: "SparkSession", lines: "DataFrame", out: str, job: S
     for r in report.values():
         class_counts = add_counts(class_counts, {int(k): v for k, v in r["class_counts"].items()})
     bad = [(int(pos), kind, reason) for r in report.values() for pos, kind, reason in r["bad"]]
-    if job.check.ends_with_newline is False:
+    if not job.check.ends_with_newline:
         bad = _mark_truncated(bad, max(r["last_pos"] for r in report.values()))
     return {"lines": sum(r["lines"] for r in report.values()), "bad": bad,
             "bad_not_kept": sum(r["bad_not_kept"] for r in report.values()),

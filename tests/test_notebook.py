@@ -129,7 +129,8 @@ def test_notebook_runs_top_to_bottom_on_tiny_data(tmp_path, monkeypatch):
     # The dataset cell reads the manifest and the Parquet splits.
     dataset = text_of(code_cell(nb, "read_dataset("))
     assert "D=16  K=8" in dataset
-    for split, rows in (("train", 1600), ("val", 800), ("v2", 800)):
+    # ingest sets 2% of the train CSV's rows apart as the selection split: 8 classes x 200 rows x 2%.
+    for split, rows in (("train", 1568), ("select", 32), ("val", 800), ("v2", 800)):
         assert f"{split:5s} rows={rows:>8}  quarantined=0" in dataset
     assert "|label|count|" in dataset  # the v2 label counts table from Spark's show()
 

@@ -74,5 +74,16 @@ def test_every_stage_runs_under_the_heartbeat_at_spark_progress_seconds(tmp_path
     caplog.set_level(logging.INFO, logger=LOGGER)
     config, paths = config_and_paths(tmp_path, **TINY_SYNTH, **{"spark.progress_seconds": 0.02})
     assert config.settings.spark.progress_seconds == 0.02
+    import gap_spark.stages.synth as synth_module
+
+    real = synth_module.run_synth
+
+    def run_synth_then_linger(*args, **kwargs):  # the real stage; a warm tiny synth can end inside 0.02 s
+        result = real(*args, **kwargs)
+        time.sleep(0.2)
+        return result
+
+    monkeypatch.setattr(synth_module, "run_synth", run_synth_then_linger)
     STAGES["synth"].function()(None, config, paths)
+    assert len(list((tmp_path / "raw").glob("*.csv"))) == 3  # the real synth ran
     assert _lines(caplog, "synth") and not _heartbeats()

@@ -140,7 +140,9 @@ PIPELINE_SYNTH = {"synth.train_rows": 3000, "synth.val_rows": 600, "synth.v2_row
                   "shift.domain_sample_per_set": 200, "shift.domain_pca_k": 4, "shift.domain_folds": 2,
                   "shift.domain_max_iter": 5, "shift.histogram_bins": 200, "visualize.sample_size": 300,
                   "visualize.classes": 4, "visualize.pca_dims": 8, "visualize.methods": ["tsne"],
-                  "visualize.tsne_iterations": 200}
+                  "visualize.tsne_iterations": 200, "explain.bootstrap_replicates": 20, "explain.domain_folds": 2,
+                  "explain.domain_max_iter": 10, "explain.refit_sample_rows": 800, "explain.refit_max_iter": 3,
+                  "explain.mitigations": ["adabn", "importance_weighted"]}
 # Accuracy may differ between the cluster and local[2] only through floating-point summation order (the
 # executors and the task retries after the kill combine partial gradients and statistics in another order),
 # which can move a borderline prediction or two: 0.02 is 12 of the 600 rows per set, far below a real

@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from pyspark.testing import assertDataFrameEqual
 
 from gap_spark.contracts.paths import Paths
-from gap_spark.contracts.run import RunDir
+from gap_spark.contracts.run import VISUALIZE_FIGURES, RunDir
 from gap_spark.contracts.run_outputs import parse_metrics, parse_shift
 from gap_spark.core import fs
 from gap_spark.core.config import load_config
@@ -21,7 +21,7 @@ from gap_spark.present import plots_embedding, plots_results
 from gap_spark.present.plots_base import size_px
 from gap_spark.present.render import png_size
 from gap_spark.stages.synth import synth_settings
-from gap_spark.stages.visualize import FIGURE_FILES, FIGURE_KINDS, run_visualize
+from gap_spark.stages.visualize import FIGURE_KINDS, run_visualize
 from tests.test_report import CONFUSED_CSV, METRICS, PER_CLASS_CSV, SHIFT, write_fake_run
 
 
@@ -203,7 +203,7 @@ def test_every_figure_is_a_png_of_the_expected_size():
         "reliability": plots_results.reliability_figure(parse_metrics(METRICS, "metrics", []).models),
         "pairs": plots_results.confused_pairs_figure(pairs, "lr"),
     }
-    assert set(drawn) == set(FIGURE_FILES)
+    assert set(drawn) == set(VISUALIZE_FIGURES)
     for name, figure in drawn.items():
         png_is_drawn(figure.png, FIGURE_KINDS[name])
         assert figure.title and len(figure.caption) > 40
@@ -226,7 +226,7 @@ def stage_config(tiny_root, run_dir, *sets):
 def test_visualize_without_run_outputs_draws_the_embedding_figures_only(spark, tiny_dataset, tiny_root, tmp_path):
     config, paths = stage_config(tiny_root, tmp_path / "run", "visualize.methods=[tsne]")
     summary = run_visualize(spark, config, paths)
-    assert summary["figures"] == [FIGURE_FILES[k] for k in ("by_set", "by_class", "density")]
+    assert summary["figures"] == [VISUALIZE_FIGURES[k] for k in ("by_set", "by_class", "density")]
     assert set(summary["skipped"]) == {"features", "per_class", "reliability", "pairs"}
     assert summary["sample"]["val"] == summary["sample"]["v2"] == 200
     assert "random" in summary["sample"]["focus_source"] and len(summary["sample"]["focus_classes"]) == 3
@@ -244,14 +244,14 @@ def test_visualize_without_run_outputs_draws_the_embedding_figures_only(spark, t
 def test_visualize_draws_every_figure_from_a_full_run(spark, tiny_dataset, tiny_root, tmp_path):
     run = str(tmp_path / "run")
     write_fake_run(run, parts=("metrics", "shift", "per_class", "confused"))
-    fs.write_bytes(RunDir(run).figure(FIGURE_FILES["pairs"]), b"stale")
+    fs.write_bytes(RunDir(run).figure(VISUALIZE_FIGURES["pairs"]), b"stale")
     config, paths = stage_config(tiny_root, run)
     summary = run_visualize(spark, config, paths)
     assert summary["skipped"] == {}
     assert summary["sample"]["focus_classes"] == [7, 6, 5]  # largest drops in per_class/lr.csv
     index = fs.read_json(paths.run_dir.figures_index)
-    assert sorted(e["file"] for e in index) == sorted(FIGURE_FILES.values())
-    kind_of = {FIGURE_FILES[k]: FIGURE_KINDS[k] for k in FIGURE_FILES}
+    assert sorted(e["file"] for e in index) == sorted(VISUALIZE_FIGURES.values())
+    kind_of = {VISUALIZE_FIGURES[k]: FIGURE_KINDS[k] for k in VISUALIZE_FIGURES}
     for entry in index:
         assert entry["title"] and entry["caption"]
         png_is_drawn(fs.read_bytes(paths.run_dir.figure(entry["file"])), kind_of[entry["file"]])

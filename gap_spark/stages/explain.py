@@ -42,11 +42,9 @@ if TYPE_CHECKING:
     from gap_spark.contracts.run import RunDir
     from gap_spark.core.config import Config
 
-__all__ = ["FIGURE_FILES", "parts_line", "run_explain"]
+__all__ = ["parts_line", "run_explain"]
 
 log = logging.getLogger(__name__)
-
-FIGURE_FILES = EXPLAIN_FIGURES
 
 
 def run_explain(spark: "SparkSession", config: "Config", paths: "Paths") -> dict[str, Any]:
@@ -192,6 +190,6 @@ def _figures(run_dir: "RunDir", doc: dict[str, Any]) -> list[dict[str, str]]:
                        ("mitigations", mitigations_figure(typed.models, titles))):
         if drawn is None:
             continue
-        fs.write_bytes(run_dir.figure(FIGURE_FILES[key]), drawn.png)
-        entries.append(FigureEntry(FIGURE_FILES[key], drawn.title, drawn.caption).as_json())
+        fs.write_bytes(run_dir.figure(EXPLAIN_FIGURES[key]), drawn.png)
+        entries.append(FigureEntry(EXPLAIN_FIGURES[key], drawn.title, drawn.caption).as_json())
     return entries

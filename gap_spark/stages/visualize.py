@@ -44,12 +44,11 @@ if TYPE_CHECKING:
     from gap_spark.core.config import Config
     from gap_spark.core.settings import VisualizeSettings
 
-__all__ = ["FIGURE_FILES", "FIGURE_KINDS", "figure_class_names", "run_visualize"]
+__all__ = ["FIGURE_KINDS", "figure_class_names", "run_visualize"]
 
 log = logging.getLogger(__name__)
 
 SETS = ("val", "v2")
-FIGURE_FILES = VISUALIZE_FIGURES
 # The plots_base.SIZES kind of each figure, so its pixel size is known.
 FIGURE_KINDS = {"by_set": "embedding", "by_class": "embedding", "density": "embedding", "features": "bars",
                 "per_class": "scatter", "reliability": "reliability", "pairs": "pairs"}
@@ -149,10 +148,10 @@ def _write_figures(run_dir: RunDir, drawn: list[tuple[str, Drawn]], skipped: dic
     """Write the PNGs and the index; remove figures of ours a previous run drew but this one did not."""
     index = []
     for name, figure in drawn:
-        fs.write_bytes(run_dir.figure(FIGURE_FILES[name]), figure.png)
-        index.append(FigureEntry(FIGURE_FILES[name], figure.title, figure.caption))
+        fs.write_bytes(run_dir.figure(VISUALIZE_FIGURES[name]), figure.png)
+        index.append(FigureEntry(VISUALIZE_FIGURES[name], figure.title, figure.caption))
     for name in skipped:
-        stale = run_dir.figure(FIGURE_FILES[name])
+        stale = run_dir.figure(VISUALIZE_FIGURES[name])
         if fs.exists(stale):
             fs.delete(stale)
     write_figures_index(run_dir, index)

@@ -17,7 +17,8 @@ What it prints, all measured in this one run:
 3. The configurations: the JDK Vector API path (``VectorBLAS``) on local[2], the baseline; native OpenBLAS
    through JNI (``--native-blas PATH``, never installed system-wide) with 1 thread on local[2], with 2 threads
    on local[1], and with 2 threads and ``spark.task.cpus=2`` on local[2]; then the fastest of those with
-   the other block size (``--alt-block-mb``). Without ``--native-blas`` the native ones are skipped.
+   the other block size (``--alt-block-mb``); then the baseline again, to see whether the machine's speed
+   drifted during the run. Without ``--native-blas`` the native ones are skipped.
 
 Native OpenBLAS without installing it (Debian/Ubuntu; libgfortran5 too when ``ldd`` says it is missing)::
 
@@ -76,6 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=0,
                    help="partitions of the cached train split (0: one per task slot)")
     p.add_argument("--configs", default=",".join(CONFIGS), help=f"which configurations, of {', '.join(CONFIGS)}")
+    p.add_argument("--no-baseline-again", dest="baseline_again", action="store_false",
+                   help="do not run the baseline a second time at the end (the drift check)")
     p.add_argument("--native-blas", metavar="PATH",
                    help="a native libblas.so.3 (e.g. Debian's openblas-pthread one, extracted with dpkg -x)")
     p.add_argument("--square", type=int, default=4096, help="side of the square dgemm reference")
@@ -326,6 +329,8 @@ def main(argv=None) -> int:
         best = min(done, key=lambda r: r["s_per_iter_log"])
         alt = {**common, **CONFIGS[best["name"]], "block_mb": args.alt_block_mb}
         results.append(run_config(f"{best['name']}@{args.alt_block_mb:g}MB", alt, args.config_timeout))
+    if args.baseline_again and BASELINE in names and len(results) > 1:  # did the machine change under the run?
+        results.append(run_config(f"{BASELINE} (again)", {**common, **CONFIGS[BASELINE]}, args.config_timeout))
 
     end_load = os.getloadavg()[0]
     print(f"\n== MLlib LR, {args.rows} x {args.dim} x {args.classes}: seconds per L-BFGS iteration (Breeze's log, "

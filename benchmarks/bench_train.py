@@ -144,7 +144,8 @@ def mllib_fit(spark, train_vec, val_vec, classes: int, reg: float, iters: int, b
     per_iter = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else float("nan")
     return {"iters": int(model.summary.totalIterations), "seconds": seconds, "accuracy": float(pred),
             "loss": float(model.summary.objectiveHistory[-1]), "s_per_iter_log": per_iter,
-            "first_iteration_after_s": (stamps[0] - started) if stamps else float("nan")}
+            "first_iteration_after_s": (stamps[0] - started) if stamps else float("nan"),
+            "iteration_times": list(stamps)}
 
 
 def sklearn_fit(x_train, y_train, x_val, y_val, reg: float, iters: int, warm_pick: np.ndarray | None = None,

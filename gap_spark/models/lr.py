@@ -28,13 +28,14 @@ Because of the 20-iteration window, rounds shorter than 20 iterations stop only 
 
 Where the time goes (measured with benchmarks/bench_train.py, 2 cores, shared machine): each L-BFGS
 evaluation is two dense products of the rows with the K x D coefficients (4 n D K flops). With no
-``libblas.so.3`` here, MLlib uses netlib's JDK Vector API path (``VectorBLAS``, about 7 GFLOP/s a core
-on these shapes; the plain Java path ``F2jBLAS`` gave 0.8). At 20k x 1024 x 1000 with low load: 4.0 s
-per iteration against scikit-learn's 1.3 (ratio 3.1); about 1.2 evaluations per iteration, but the first
-iteration's line search takes about five, and two passes (statistics, blocks) precede it: the first
-iteration arrives after about 21 s. Each round pays those passes again. ``maxBlockSizeInMB``: 0.25 MB
-doubles the cost, 1-16 MB are within noise; 1 partition per core is cheapest on small data. Cost is
-linear in rows.
+``libblas.so.3`` here, MLlib uses netlib's JDK Vector API path (``VectorBLAS``, about 7 GFLOP/s a core on
+these shapes; the plain Java path ``F2jBLAS`` gave 0.8). With OpenBLAS as ``libblas.so.3`` (one thread
+per task, two task slots) the same fits ran 2.1-2.5x faster per iteration
+(``benchmarks/bench_lr_rate.py``). At 20k x 1024 x 1000 with low load: 4.0 s per iteration against
+scikit-learn's 1.3 (ratio 3.1); about 1.2 evaluations per iteration, but the first iteration's line
+search takes about five, and two passes (statistics, blocks) precede it: the first iteration arrives
+after about 21 s. Each round pays those passes again. ``maxBlockSizeInMB``: 0.25 MB doubles the cost,
+1-16 MB are within noise; 1 partition per core is cheapest on small data. Cost is linear in rows.
 """
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ counts, executors of 4 cores), and the memory per executor for LR's cached block
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -74,6 +75,14 @@ REFERENCE = {
         "ingest": 240.0, "train": 2009.0, "train: lr": 1340.0, "evaluate": 111.0, "shift": 311.0,
         "visualize": 114.0},
 }
+# The second size for stages this run measured at one size only (all at 60,000 val + v2 rows on local[2]);
+# other code versions, partly on a shared machine: a stated stand-in, not this run's measurement.
+ANCHORS = {
+    "evaluate": (60_000.0, 2.0, 111.0, "issue 17's one-piece full-scale run"),
+    "shift": (60_000.0, 2.0, 311.0, "issue 17's one-piece full-scale run"),
+    "visualize": (60_000.0, 2.0, 114.0, "issue 17's one-piece full-scale run"),
+    "explain": (60_000.0, 2.0, 706.0, "README's 10% run (full val and v2), shared"),
+}
 REFERENCE_ITERATIONS = {"warm_start": 10, "warm_rows": 20_000, "all_rows": 3}
 
 
@@ -89,12 +98,15 @@ class StageModel:
     fixed: float
     serial: float
     parallel: float
+    cores_varied: bool = True
+    anchor: str | None = None  # where a second size came from, when not from this run
 
     def predict(self, work: float, cores: float) -> float:
         return self.fixed + self.serial * work + self.parallel * work / cores
 
-    def as_dict(self) -> dict[str, float]:
-        return {"fixed_s": self.fixed, "serial_s_per_unit": self.serial, "parallel_s_per_unit": self.parallel}
+    def as_dict(self) -> dict[str, Any]:
+        return {"fixed_s": self.fixed, "serial_s_per_unit": self.serial, "parallel_s_per_unit": self.parallel,
+                "cores_varied": self.cores_varied, "anchor": self.anchor}
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -126,6 +138,9 @@ def fit_stage(points: Sequence[tuple[float, float, float]]) -> StageModel:
     t = np.array([p[2] for p in points], float)
     a = np.column_stack([np.ones_like(w), w, w / c])
     scale = np.where(np.abs(a).max(axis=0) > 0, np.abs(a).max(axis=0), 1.0)
+    if len(set(c.tolist())) == 1:  # one core count: serial and parallel cannot be told apart; call it all serial
+        x = nnls(a[:, [0, 1]] / scale[[0, 1]], t) / scale[[0, 1]]
+        return StageModel(float(x[0]), float(x[1]), 0.0, cores_varied=False)
     x = nnls(a / scale, t) / scale
     return StageModel(float(x[0]), float(x[1]), float(x[2]))
 
@@ -159,7 +174,8 @@ def measure(args: argparse.Namespace) -> int:
     started = time.time()
     synth = harness.ensure_data(hargs, raw)
     load = os.getloadavg()[0]
-    stages = harness.run_spark_stages(hargs, raw, data, run, cores, stages=STAGES, env=dict(os.environ))
+    wanted = tuple(s for s in STAGES if s in args.stages.split(","))
+    stages = harness.run_spark_stages(hargs, raw, data, run, cores, stages=wanted, env=dict(os.environ))
     with open(os.path.join(data, "_manifest.json"), encoding="utf-8") as f:
         manifest = json.load(f)
     with open(os.path.join(run, "train_summary.json"), encoding="utf-8") as f:
@@ -184,7 +200,7 @@ def run_configuration(args: argparse.Namespace, scale: float, cores: int, path: 
            "NUMBA_NUM_THREADS": threads, "PYTHONPATH": ROOT}
     command = [*args.lock.split(), "taskset", "-c", cpus, sys.executable, "-m", "benchmarks.scale_model", "measure",
                "--scale", str(scale), "--cores", str(cores), "--work", args.work, "--json", path,
-               "--test-factor", str(args.test_factor)]
+               "--test-factor", str(args.test_factor), "--stages", args.stages]
     if args.config:
         command += ["--config", args.config]
     for item in args.sets:
@@ -205,7 +221,7 @@ def run_configuration(args: argparse.Namespace, scale: float, cores: int, path: 
 def part_times(m: Mapping) -> dict[str, float]:
     """Seconds of each modelled part of one configuration (train split into start + cache, LR and RF)."""
     stages = m["stages"]
-    out = {s: float(stages[s]["seconds"]) for s in STAGES if s != "train"}
+    out = {s: float(stages[s]["seconds"]) for s in STAGES if s != "train" and s in stages}
     models = m["models"]
     used = 0.0
     if "lr" in models:
@@ -246,8 +262,23 @@ def points(measurements: Sequence[Mapping]) -> dict[str, list[tuple[float, float
     return out
 
 
-def fit_all(measurements: Sequence[Mapping]) -> dict[str, StageModel]:
-    return {part: fit_stage(pts) for part, pts in points(measurements).items() if pts}
+def fit_all(measurements: Sequence[Mapping],
+            anchors: Mapping[str, tuple[float, float, float, str]] | None = None) -> dict[str, StageModel]:
+    """A model per part that was measured at two sizes at least (or that has no rows to grow with).
+
+    A part measured at one size only, with an entry in ``anchors`` (``(work, cores, seconds, source)``: a
+    figure measured elsewhere on this machine), is fitted through its points and the anchor, and says so.
+    """
+    out = {}
+    for part, pts in points(measurements).items():
+        if not pts:
+            continue
+        if BASIS[part] is None or len({p[0] for p in pts}) > 1:
+            out[part] = fit_stage(pts)
+        elif anchors and part in anchors:
+            work, cores, seconds, source = anchors[part]
+            out[part] = dataclasses.replace(fit_stage([*pts, (work, cores, seconds)]), anchor=source)
+    return out
 
 
 def validation(measurements: Sequence[Mapping]) -> list[dict]:
@@ -347,7 +378,9 @@ def local_check(models: Mapping[str, StageModel]) -> list[dict]:
     totals = stage_totals(parts)
     out = []
     for key in ("ingest", "train", "train: lr", "train: rf", "evaluate", "shift", "explain", "visualize", "report"):
-        row: dict[str, Any] = {"stage": key, "model_local2_s": round(totals[key]) if key in totals else None}
+        anchored = models.get(key) is not None and models[key].anchor is not None
+        row: dict[str, Any] = {"stage": key, "model_local2_s": "(anchored on it)" if anchored
+                               else round(totals[key]) if key in totals else None}
         for label, figures in REFERENCE.items():
             row[label] = figures.get(key)
         out.append(row)
@@ -392,7 +425,7 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 
 
 def report(measurements: list[dict], out: str, command: str) -> str:
-    models = fit_all(measurements)
+    models = fit_all(measurements, ANCHORS)
     valid = validation(measurements)
     clusters = cluster_predictions(models)
     memory = memory_plan()
@@ -404,21 +437,32 @@ def report(measurements: list[dict], out: str, command: str) -> str:
                  "val+v2 rows": int(rows["test"]), "lr iterations": (m["models"].get("lr") or {}).get("iterations")}
         entry.update({p: round(s, 1) for p, s in part_times(m).items()})
         measured_rows_.append(entry)
-    model_rows = [{"part": p, "n": BASIS[p] or "-", "fixed_s": round(mo.fixed, 1),
+    model_rows = [{"part": p, "n": BASIS[p] or "-", "cores varied": "yes" if mo.cores_varied else "no",
+                   "second size from": mo.anchor or "this run",
+                   "fixed_s": round(mo.fixed, 1),
                    "serial_us_per_unit": round(mo.serial * 1e6, 2), "parallel_us_per_unit": round(mo.parallel * 1e6, 2)}
                   for p, mo in models.items()]
     cols = ["data", "cores", *STAGES[:2], "train: lr", "train: rf", *STAGES[2:], "total"]
+    missing = [p for p in PARTS if p not in models]
+    seen = {p: [(m["scale"], m["cores"], round(part_times(m)[p], 1)) for m in measurements if p in part_times(m)]
+            for p in missing}
+    not_modelled = "\n".join(
+        f"- {p}: not modelled (measured only at " + ", ".join(f"{s:g} local[{c}]: {t} s" for s, c, t in seen[p])
+        + "); left out of the totals" for p in missing)
     text = "\n\n".join([
         f"## Scale model ({machine()['date']}, {machine()['cores']} cores)\n\n`{command}`",
         "### Measured seconds per part\n\n" + markdown_table(measured_rows_, ["config", "train rows", "val+v2 rows",
                                                                              "lr iterations", *PARTS]),
-        "### Fitted parts (all four configurations; units: rows, x LR iterations for its fit)\n\n"
-        + markdown_table(model_rows, ["part", "n", "fixed_s", "serial_us_per_unit", "parallel_us_per_unit"]),
+        "### Fitted parts (every configuration measured; units: rows, x LR iterations for its fit; a part whose "
+        "cores were not varied has its per-row part counted as serial, an upper bound)\n\n"
+        + markdown_table(model_rows, ["part", "n", "cores varied", "second size from", "fixed_s", "serial_us_per_unit",
+                                      "parallel_us_per_unit"]),
         "### Check: local[1] at the large size, predicted from the other three\n\n"
         + markdown_table(valid, ["part", "predicted_s", "measured_s", "error_pct"]),
         "### The model's local[2] at full scale beside this machine's full-scale figures\n\n"
         + markdown_table(local, ["stage", "model_local2_s", *REFERENCE]),
-        "### Predicted seconds per stage on a cluster\n\n" + markdown_table(clusters, cols),
+        "### Predicted seconds per stage on a cluster\n\n" + markdown_table(clusters, cols)
+        + ("\n\n" + not_modelled if missing else ""),
         "### Memory per executor (executors of 4 cores)\n\n" + markdown_table(memory, [
             "data", "cores", "executors", "lr_blocks_gb_total", "train_cache_gb_total", "cached_gb_per_executor",
             "executor_memory_gb"]),
@@ -465,6 +509,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     m.add_argument("--work", required=True)
     m.add_argument("--json", required=True)
     m.add_argument("--test-factor", type=float, default=5.0)
+    m.add_argument("--stages", default=",".join(STAGES))
     add_config_args(m)
     p.add_argument("--scales", default="0.005,0.01", help="train-set fractions (two: small, large)")
     p.add_argument("--cores", default="2,1", help="core counts (pinned to cpus 0..c-1)")
@@ -477,6 +522,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="command each configuration runs under (a lock that serialises heavy work; '' for none)")
     p.add_argument("--only", action="append", default=[], metavar="SCALE:CORES",
                    help="run only these configurations (repeatable); saved ones are reused for the fit")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help="the stages to run (in pipeline order, from ingest; each needs the ones before it)")
     p.add_argument("--fit-only", action="store_true", help="fit and print from the JSONs already in --out")
     add_config_args(p)
     return p.parse_args(argv)

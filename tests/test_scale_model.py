@@ -69,3 +69,9 @@ def test_validation_and_predictions_from_synthetic_measurements():
         assert big["train"] > small["train"]
     assert table[0]["train"] > table[2]["train"]  # more cores, less time
     assert memory_plan()[0]["lr_blocks_gb_total"] > 9
+
+
+def test_one_core_count_counts_the_per_row_part_as_serial():
+    got = fit_stage([(1_500, 2, 98.0), (60_000, 2, 111.0)])
+    assert not got.cores_varied and got.parallel == 0
+    assert abs(got.predict(60_000, 128) - 111.0) < 1e-6  # no speed-up claimed for what was not measured

@@ -8,8 +8,9 @@ so the pinning reaches the stage processes and their JVMs and the wait for the l
 
 Per stage it fits ``T(n, c) = fixed + serial * w + parallel * w / c``, where ``w`` is the stage's work:
 its rows ``n`` (train rows for ingest and train, val + v2 rows for evaluate, shift, explain and
-visualize, none for report) times an iteration count where the stage has one (LR's iterations on all
-rows). The three parts are non-negative least squares. The check on this machine: fit from local[2] at
+visualize, none for report); LR's steady iterations are modelled per iteration, its first iteration on
+all rows apart (``--log`` gives the per-iteration seconds from this benchmark's console output). The
+three parts are non-negative least squares. The check on this machine: fit from local[2] at
 both sizes and local[1] at the small size, predict local[1] at the large size, and compare.
 
 It then predicts each stage on clusters of 8, 32 and 128 cores for ImageNet-1k and ImageNet-21k-sized
@@ -40,7 +41,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 STAGES = ("ingest", "train", "evaluate", "shift", "explain", "visualize", "report")
 # What each modelled part's work grows with: "train" rows, "test" (val + v2) rows, or nothing.
-BASIS = {"ingest": "train_csv", "train: start + cache": "train", "train: lr fit": "train",
+BASIS = {"ingest": "train_csv", "train: start + cache": "train", "train: lr first": "train",
+         "train: lr iterations": "train",
          "train: lr other": "train", "train: rf": "train", "evaluate": "test", "shift": "test",
          "explain": "test", "visualize": "test", "report": None}
 PARTS = tuple(BASIS)
@@ -84,6 +86,18 @@ ANCHORS = {
     "explain": (60_000.0, 2.0, 706.0, "README's 10% run (full val and v2), shared"),
 }
 REFERENCE_ITERATIONS = {"warm_start": 10, "warm_rows": 20_000, "all_rows": 3}
+_FIT_ROWS = FULL_TRAIN * (1 - 0.02)
+# The calibration: issue 17's one-piece full-scale run on local[2] as one more point for the parts this
+# run measured at two sizes (train minus LR minus the forest's PCA + trees = start + cache). Its first
+# 30 minutes were shared, so ingest's and LR's figures are upper bounds.
+CALIBRATION = {
+    "ingest": [(float(FULL_TRAIN), 2.0, 240.0)],
+    "train: start + cache": [(_FIT_ROWS, 2.0, 2009.0 - 1340.0 - 134.0 - 417.0)],
+    # LR: warm start 145 s (10 iterations on 20,000 rows), first full-data iteration 810 s, then 197 and 188 s
+    "train: lr first": [(_FIT_ROWS, 2.0, 810.0)],
+    "train: lr iterations": [(_FIT_ROWS, 2.0, (197.0 + 188.0) / 2), (20_000.0, 2.0, 145.0 / 10)],
+    "train: rf": [(_FIT_ROWS, 2.0, 134.0 + 417.0)],
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,9 +240,15 @@ def part_times(m: Mapping) -> dict[str, float]:
     used = 0.0
     if "lr" in models:
         phases = models["lr"]["seconds"]
-        out["train: lr fit"] = float(phases["fit"])
+        fit = float(phases["fit"])
+        each = m.get("lr_iteration_seconds")
+        if each:  # the first iteration (statistics pass, block build, JIT) apart from the steady ones
+            out["train: lr iterations"] = float(sum(each[1:]))
+            out["train: lr first"] = fit - out["train: lr iterations"]
+        else:
+            out["train: lr iterations"] = fit
         out["train: lr other"] = float(sum(v for k, v in phases.items() if k not in ("fit", "warm_start")))
-        used += out["train: lr fit"] + out["train: lr other"]
+        used += fit + out["train: lr other"]
     if "rf" in models:
         out["train: rf"] = float(sum(v for k, v in models["rf"]["seconds"].items() if k != "warm_start"))
         used += out["train: rf"]
@@ -236,13 +256,39 @@ def part_times(m: Mapping) -> dict[str, float]:
     return out
 
 
-def part_work(part: str, rows: Mapping[str, float], lr_iterations: float = 1.0) -> float:
-    """The work a part scales with: rows (times LR's iterations on all rows for its fit), 0 for none."""
+def part_work(part: str, rows: Mapping[str, float]) -> float:
+    """The rows a part scales with (``train: lr iterations`` is modelled per iteration), 0 for none."""
     basis = BASIS[part]
     if basis is None:
         return 0.0
-    n = float(rows[basis])
-    return n * lr_iterations if part == "train: lr fit" else n
+    return float(rows[basis])
+
+
+def lr_iterations_covered(m: Mapping) -> float:
+    """How many LR iterations the part ``train: lr iterations`` of ``m`` holds (all but the first when split)."""
+    iters = float((m["models"].get("lr") or {}).get("iterations") or 1)
+    return iters - 1 if m.get("lr_iteration_seconds") else iters
+
+
+def read_iteration_logs(paths: Sequence[str]) -> dict[tuple[float, int], list[float]]:
+    """``(scale, cores)`` -> LR's seconds per iteration, from this benchmark's own console logs (last run wins)."""
+    import re
+
+    head = re.compile(r"scale_model: scale (\S+), local\[(\d+)\]")
+    line = re.compile(r"lr: iteration (\d+), .*?([\d.]+) s for this iteration")
+    out: dict[tuple[float, int], list[float]] = {}
+    for path in paths:
+        key = None
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for text in f:
+                if (h := head.search(text)):
+                    key = (float(h.group(1)), int(h.group(2)))
+                    out[key] = []
+                elif key is not None and (it := line.search(text)):
+                    if int(it.group(1)) == 1:
+                        out[key] = []
+                    out[key].append(float(it.group(2)))
+    return {k: v for k, v in out.items() if v}
 
 
 def measured_rows(m: Mapping) -> dict[str, float]:
@@ -256,22 +302,27 @@ def points(measurements: Sequence[Mapping]) -> dict[str, list[tuple[float, float
     out: dict[str, list[tuple[float, float, float]]] = {p: [] for p in PARTS}
     for m in measurements:
         rows = measured_rows(m)
-        iters = float((m["models"].get("lr") or {}).get("iterations") or 1)
+        iters = lr_iterations_covered(m)
         for part, seconds in part_times(m).items():
-            out[part].append((part_work(part, rows, iters), float(m["cores"]), seconds))
+            per = iters if part == "train: lr iterations" else 1.0  # LR's steady iterations: seconds per iteration
+            out[part].append((part_work(part, rows), float(m["cores"]), seconds / per))
     return out
 
 
-def fit_all(measurements: Sequence[Mapping],
-            anchors: Mapping[str, tuple[float, float, float, str]] | None = None) -> dict[str, StageModel]:
+def fit_all(measurements: Sequence[Mapping], anchors: Mapping[str, tuple[float, float, float, str]] | None = None,
+            extra: Mapping[str, Sequence[tuple[float, float, float]]] | None = None) -> dict[str, StageModel]:
     """A model per part that was measured at two sizes at least (or that has no rows to grow with).
 
     A part measured at one size only, with an entry in ``anchors`` (``(work, cores, seconds, source)``: a
     figure measured elsewhere on this machine), is fitted through its points and the anchor, and says so.
+    ``extra`` adds ``(work, cores, seconds)`` points to a part (the calibration on full-scale figures).
     """
     out = {}
     for part, pts in points(measurements).items():
         if not pts:
+            continue
+        if extra and part in extra and len({p[0] for p in pts}) > 1:
+            out[part] = dataclasses.replace(fit_stage([*pts, *extra[part]]), anchor="this run + full scale")
             continue
         if BASIS[part] is None or len({p[0] for p in pts}) > 1:
             out[part] = fit_stage(pts)
@@ -292,13 +343,13 @@ def validation(measurements: Sequence[Mapping]) -> list[dict]:
     models = fit_all(fit_on)
     held = target[0]
     rows = measured_rows(held)
-    iters = float((held["models"].get("lr") or {}).get("iterations") or 1)
+    iters = lr_iterations_covered(held)
     out: list[dict[str, Any]] = []
     measured = part_times(held)
     for part in PARTS:
         if part not in measured or part not in models:
             continue
-        predicted = models[part].predict(part_work(part, rows, iters), 1)
+        predicted = models[part].predict(part_work(part, rows), 1) * (iters if part == "train: lr iterations" else 1)
         out.append({"part": part, "predicted_s": round(predicted, 1), "measured_s": round(measured[part], 1),
                     "error_pct": round(100 * (predicted - measured[part]) / measured[part], 1) if measured[part]
                     else None})
@@ -312,11 +363,10 @@ def validation(measurements: Sequence[Mapping]) -> list[dict]:
 def predict_part(model: StageModel, part: str, rows: Mapping[str, float], cores: int, iterations: Mapping[str, int],
                  cluster: bool) -> float:
     """One part's seconds at ``rows`` on ``cores``; LR's fit runs the warm start and then the all-rows iterations."""
-    if part == "train: lr fit":
-        warm = model.serial * iterations["warm_rows"] + model.parallel * iterations["warm_rows"] / cores
-        per_row = model.serial + model.parallel / cores
-        seconds = (model.fixed + iterations["warm_start"] * warm
-                   + iterations["all_rows"] * per_row * rows["train"])
+    if part == "train: lr iterations":  # the warm start's iterations, then all rows' (less the first, when apart)
+        steady = iterations["all_rows"] - (1 if iterations.get("first_apart") else 0)
+        seconds = (iterations["warm_start"] * model.predict(iterations["warm_rows"], cores)
+                   + steady * model.predict(rows["train"], cores))
         if cluster:
             seconds += (iterations["warm_start"] + iterations["all_rows"]) * CLUSTER_ITERATION_OVERHEAD_S
     else:
@@ -336,7 +386,8 @@ def stage_totals(parts: Mapping[str, float]) -> dict[str, float]:
     train_parts = [p for p in parts if p.startswith("train: ")]
     if train_parts:
         out["train"] = sum(parts[p] for p in train_parts)
-        out["train: lr"] = parts.get("train: lr fit", 0.0) + parts.get("train: lr other", 0.0)
+        out["train: lr"] = sum(parts.get(p, 0.0) for p in (
+            "train: lr first", "train: lr iterations", "train: lr other"))
         if "train: rf" in parts:
             out["train: rf"] = parts["train: rf"]
     out["total"] = sum(out[s] for s in STAGES if s in out)
@@ -348,7 +399,8 @@ def cluster_predictions(models: Mapping[str, StageModel]) -> list[dict]:
     for name, sizes_ in DATASETS.items():
         rows = full_rows(sizes_["train_csv"], sizes_["test"])
         for cores in CLUSTER_CORES:
-            parts = {p: predict_part(m, p, rows, cores, LR_ITERATIONS, cluster=True) for p, m in models.items()}
+            iters = {**LR_ITERATIONS, "first_apart": int("train: lr first" in models)}
+            parts = {p: predict_part(m, p, rows, cores, iters, cluster=True) for p, m in models.items()}
             rows_out.append({"data": name, "cores": cores, **{k: round(v) for k, v in stage_totals(parts).items()}})
     return rows_out
 
@@ -374,7 +426,8 @@ def memory_plan() -> list[dict]:
 def local_check(models: Mapping[str, StageModel]) -> list[dict]:
     """The model's local[2] prediction at full scale beside the full-scale figures measured on this machine."""
     rows = full_rows(FULL_TRAIN, 60_000)
-    parts = {p: predict_part(m, p, rows, 2, REFERENCE_ITERATIONS, cluster=False) for p, m in models.items()}
+    iters = {**REFERENCE_ITERATIONS, "first_apart": int("train: lr first" in models)}
+    parts = {p: predict_part(m, p, rows, 2, iters, cluster=False) for p, m in models.items()}
     totals = stage_totals(parts)
     out = []
     for key in ("ingest", "train", "train: lr", "train: rf", "evaluate", "shift", "explain", "visualize", "report"):
@@ -428,6 +481,11 @@ def report(measurements: list[dict], out: str, command: str) -> str:
     models = fit_all(measurements, ANCHORS)
     valid = validation(measurements)
     clusters = cluster_predictions(models)
+    calibrated = fit_all(measurements, ANCHORS, CALIBRATION)
+    clusters_cal = cluster_predictions(calibrated)
+    cal_rows = [{"part": p, "fixed_s": round(mo.fixed, 1), "serial_us_per_unit": round(mo.serial * 1e6, 2),
+                 "parallel_us_per_unit": round(mo.parallel * 1e6, 2)}
+                for p, mo in calibrated.items() if p in CALIBRATION]
     memory = memory_plan()
     local = local_check(models)
     measured_rows_ = []
@@ -453,7 +511,7 @@ def report(measurements: list[dict], out: str, command: str) -> str:
         f"## Scale model ({machine()['date']}, {machine()['cores']} cores)\n\n`{command}`",
         "### Measured seconds per part\n\n" + markdown_table(measured_rows_, ["config", "train rows", "val+v2 rows",
                                                                              "lr iterations", *PARTS]),
-        "### Fitted parts (every configuration measured; units: rows, x LR iterations for its fit; a part whose "
+        "### Fitted parts (every configuration measured; per row; LR's steady iterations per iteration; a part whose "
         "cores were not varied has its per-row part counted as serial, an upper bound)\n\n"
         + markdown_table(model_rows, ["part", "n", "cores varied", "second size from", "fixed_s", "serial_us_per_unit",
                                       "parallel_us_per_unit"]),
@@ -463,6 +521,9 @@ def report(measurements: list[dict], out: str, command: str) -> str:
         + markdown_table(local, ["stage", "model_local2_s", *REFERENCE]),
         "### Predicted seconds per stage on a cluster\n\n" + markdown_table(clusters, cols)
         + ("\n\n" + not_modelled if missing else ""),
+        "### Calibrated: the same, with issue 17's full-scale local[2] figures as one more point (ingest, train)"
+        "\n\n" + markdown_table(cal_rows, ["part", "fixed_s", "serial_us_per_unit", "parallel_us_per_unit"])
+        + "\n\n" + markdown_table(clusters_cal, cols),
         "### Memory per executor (executors of 4 cores)\n\n" + markdown_table(memory, [
             "data", "cores", "executors", "lr_blocks_gb_total", "train_cache_gb_total", "cached_gb_per_executor",
             "executor_memory_gb"]),
@@ -473,7 +534,9 @@ def report(measurements: list[dict], out: str, command: str) -> str:
     dump(os.path.join(out, "scale_model.json"), {
         "command": command, "machine": machine(), "measurements": measurements,
         "models": {p: m.as_dict() for p, m in models.items()}, "validation": valid, "local_check": local,
-        "clusters": clusters, "memory": memory, "assumptions": {
+        "clusters": clusters, "calibrated_models": {p: m.as_dict() for p, m in calibrated.items()},
+        "clusters_calibrated": clusters_cal, "calibration_points": CALIBRATION, "anchors": ANCHORS,
+        "memory": memory, "assumptions": {
             "cluster_stage_overhead_s": CLUSTER_STAGE_OVERHEAD_S,
             "cluster_iteration_overhead_s": CLUSTER_ITERATION_OVERHEAD_S, "lr_iterations": LR_ITERATIONS,
             "executor_cores": EXECUTOR_CORES, "datasets": DATASETS, "select_fraction": SELECT_FRACTION}})
@@ -484,10 +547,11 @@ def report(measurements: list[dict], out: str, command: str) -> str:
 ASSUMPTIONS = f"""\
 - Each part's time is fixed + serial x n + parallel x n / cores, fitted by non-negative least squares on
   this machine's points; n is the train rows (ingest: the train CSV's; train: the rows it fits), the
-  val + v2 rows (evaluate, shift, explain, visualize), or nothing (report). LR's fit is per iteration on
-  all rows (its n is rows x iterations), with the warm start as {LR_ITERATIONS['warm_start']} iterations on
-  {LR_ITERATIONS['warm_rows']:,} rows and then {LR_ITERATIONS['all_rows']} on all rows (the 10% run with the
-  defaults); time to convergence at 13M rows is not known.
+  val + v2 rows (evaluate, shift, explain, visualize), or nothing (report). LR's fit is two parts (with
+  --log): its first iteration on all rows (statistics pass, block build, JIT) once, and the model of one
+  steady iteration, run {LR_ITERATIONS['warm_start']} times on {LR_ITERATIONS['warm_rows']:,} rows (the warm
+  start) and {LR_ITERATIONS['all_rows'] - 1} more times on all rows: the 10% run with the defaults took
+  {LR_ITERATIONS['warm_start']} + {LR_ITERATIONS['all_rows']}. Time to convergence at 13M rows is not known.
 - A cluster core runs like one of this machine's cores; executors hold {EXECUTOR_CORES} cores each.
 - Cluster overheads (assumed, not measured): {CLUSTER_STAGE_OVERHEAD_S:g} s per stage (executors, scheduling,
   shuffle latency) and {CLUSTER_ITERATION_OVERHEAD_S:g} s per LR iteration (a treeAggregate of the 8 MB
@@ -524,6 +588,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="run only these configurations (repeatable); saved ones are reused for the fit")
     p.add_argument("--stages", default=",".join(STAGES),
                    help="the stages to run (in pipeline order, from ingest; each needs the ones before it)")
+    p.add_argument("--log", action="append", default=[], metavar="FILE",
+                   help="this benchmark's console output (repeatable): LR's seconds per iteration, so that its "
+                        "first iteration (statistics, block build) is modelled apart from the steady ones")
     p.add_argument("--fit-only", action="store_true", help="fit and print from the JSONs already in --out")
     add_config_args(p)
     return p.parse_args(argv)
@@ -552,6 +619,11 @@ def main(argv=None) -> int:
             measurements.append(json.load(f))
     if not measurements:
         raise SystemExit("scale_model: no measurements yet")
+    logs = read_iteration_logs(args.log)
+    for m in measurements:
+        each = logs.get((float(m["scale"]), int(m["cores"])))
+        if each and len(each) == (m["models"].get("lr") or {}).get("iterations"):
+            m["lr_iteration_seconds"] = each
     command = " ".join(["python", "-m", "benchmarks.scale_model", *(argv if argv is not None else sys.argv[1:])])
     report(measurements, args.out, command)
     return 0

@@ -43,16 +43,17 @@ def test_parts_stay_non_negative_under_noise():
 def _fake_measurement(scale: float, cores: int, truth: dict[str, StageModel]) -> dict:
     train, test, iters = round(1_281_167 * scale), round(60_000 * scale * 5), 10
     rows = {"train_csv": train, "train": train * 0.98, "test": test}
-    t = {p: m.predict(rows["train" if p.startswith("train") else "test" if p != "ingest" else "train_csv"]
-                      * (iters if p == "train: lr fit" else 1) * (p != "report"), cores) for p, m in truth.items()}
+    basis = {p: rows["train" if p.startswith("train") else "test" if p != "ingest" else "train_csv"] for p in truth}
+    t = {p: m.predict(basis[p] * (iters if p == "train: lr iterations" else 1) * (p != "report"), cores)
+         for p, m in truth.items()}
     stages = {s: {"seconds": t[s]} for s in STAGES if s != "train"}
-    train_parts = ("train: start + cache", "train: lr fit", "train: lr other", "train: rf")
+    train_parts = ("train: start + cache", "train: lr iterations", "train: lr other", "train: rf")
     stages["train"] = {"seconds": sum(t[p] for p in train_parts)}
     return {"scale": scale, "cores": cores,
             "rows": {"train": train * 0.98, "select": train * 0.02, "val": test * 5 / 6, "v2": test / 6},
             "stages": stages,
             "models": {"lr": {"iterations": iters,
-                              "seconds": {"features": t["train: lr other"], "fit": t["train: lr fit"]}},
+                              "seconds": {"features": t["train: lr other"], "fit": t["train: lr iterations"]}},
                        "rf": {"seconds": {"fit": t["train: rf"]}}}}
 
 

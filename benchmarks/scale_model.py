@@ -107,20 +107,25 @@ CALIBRATION = {
 
 @dataclass(frozen=True)
 class StageModel:
-    """``T = fixed + serial * w + parallel * w / c`` seconds, for work ``w`` (rows x iterations) on ``c`` cores."""
+    """``T = fixed + fixed_parallel / c + serial * w + parallel * w / c`` seconds for ``w`` rows on ``c`` cores.
+
+    ``fixed_parallel`` (the 4-term form) is start-up work that itself shares the cores (JVM start and JIT,
+    Python workers' imports); the 3-term form has it at 0.
+    """
 
     fixed: float
     serial: float
     parallel: float
     cores_varied: bool = True
     anchor: str | None = None  # where a second size came from, when not from this run
+    fixed_parallel: float = 0.0
 
     def predict(self, work: float, cores: float) -> float:
-        return self.fixed + self.serial * work + self.parallel * work / cores
+        return self.fixed + self.fixed_parallel / cores + self.serial * work + self.parallel * work / cores
 
     def as_dict(self) -> dict[str, Any]:
-        return {"fixed_s": self.fixed, "serial_s_per_unit": self.serial, "parallel_s_per_unit": self.parallel,
-                "cores_varied": self.cores_varied, "anchor": self.anchor}
+        return {"fixed_s": self.fixed, "fixed_parallel_s": self.fixed_parallel, "serial_s_per_unit": self.serial,
+                "parallel_s_per_unit": self.parallel, "cores_varied": self.cores_varied, "anchor": self.anchor}
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -145,8 +150,11 @@ def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return best
 
 
-def fit_stage(points: Sequence[tuple[float, float, float]]) -> StageModel:
-    """Fit one stage from ``(work, cores, seconds)`` points; each column scaled to unit size before the solve."""
+def fit_stage(points: Sequence[tuple[float, float, float]], terms: int = 3) -> StageModel:
+    """Fit one stage from ``(work, cores, seconds)`` points; each column scaled to unit size before the solve.
+
+    ``terms=4`` adds the fixed cost that shares the cores (``fixed_parallel / c``).
+    """
     w = np.array([p[0] for p in points], float)
     c = np.array([p[1] for p in points], float)
     t = np.array([p[2] for p in points], float)
@@ -155,6 +163,11 @@ def fit_stage(points: Sequence[tuple[float, float, float]]) -> StageModel:
     if len(set(c.tolist())) == 1:  # one core count: serial and parallel cannot be told apart; call it all serial
         x = nnls(a[:, [0, 1]] / scale[[0, 1]], t) / scale[[0, 1]]
         return StageModel(float(x[0]), float(x[1]), 0.0, cores_varied=False)
+    if terms == 4:
+        a4 = np.column_stack([a, 1.0 / c])
+        scale4 = np.append(scale, 1.0)
+        x = nnls(a4 / scale4, t) / scale4
+        return StageModel(float(x[0]), float(x[1]), float(x[2]), fixed_parallel=float(x[3]))
     x = nnls(a / scale, t) / scale
     return StageModel(float(x[0]), float(x[1]), float(x[2]))
 
@@ -310,7 +323,8 @@ def points(measurements: Sequence[Mapping]) -> dict[str, list[tuple[float, float
 
 
 def fit_all(measurements: Sequence[Mapping], anchors: Mapping[str, tuple[float, float, float, str]] | None = None,
-            extra: Mapping[str, Sequence[tuple[float, float, float]]] | None = None) -> dict[str, StageModel]:
+            extra: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
+            terms: int = 3) -> dict[str, StageModel]:
     """A model per part that was measured at two sizes at least (or that has no rows to grow with).
 
     A part measured at one size only, with an entry in ``anchors`` (``(work, cores, seconds, source)``: a
@@ -322,25 +336,29 @@ def fit_all(measurements: Sequence[Mapping], anchors: Mapping[str, tuple[float, 
         if not pts:
             continue
         if extra and part in extra and len({p[0] for p in pts}) > 1:
-            out[part] = dataclasses.replace(fit_stage([*pts, *extra[part]]), anchor="this run + full scale")
+            out[part] = dataclasses.replace(fit_stage([*pts, *extra[part]], terms), anchor="this run + full scale")
             continue
         if BASIS[part] is None or len({p[0] for p in pts}) > 1:
-            out[part] = fit_stage(pts)
+            out[part] = fit_stage(pts, terms)
         elif anchors and part in anchors:
             work, cores, seconds, source = anchors[part]
             out[part] = dataclasses.replace(fit_stage([*pts, (work, cores, seconds)]), anchor=source)
     return out
 
 
-def validation(measurements: Sequence[Mapping]) -> list[dict]:
-    """Fit on local[2] (both sizes) + local[1] (small size); predict local[1] at the large size."""
+def validation(measurements: Sequence[Mapping], extra: Mapping[str, Sequence[tuple[float, float, float]]] | None = None,
+               terms: int = 3) -> list[dict]:
+    """Fit on local[2] (both sizes) + local[1] (small size); predict local[1] at the large size.
+
+    ``extra`` and ``terms`` as for :func:`fit_all` (the calibrated 4-term check).
+    """
     scales = sorted({m["scale"] for m in measurements})
     small, large = scales[0], scales[-1]
     fit_on = [m for m in measurements if m["cores"] > 1 or m["scale"] == small]
     target = [m for m in measurements if m["cores"] == 1 and m["scale"] == large]
     if len(scales) < 2 or not target:
         return []
-    models = fit_all(fit_on)
+    models = fit_all(fit_on, extra=extra, terms=terms)
     held = target[0]
     rows = measured_rows(held)
     iters = lr_iterations_covered(held)
@@ -480,10 +498,12 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
 def report(measurements: list[dict], out: str, command: str) -> str:
     models = fit_all(measurements, ANCHORS)
     valid = validation(measurements)
+    valid4 = validation(measurements, CALIBRATION, terms=4)
     clusters = cluster_predictions(models)
-    calibrated = fit_all(measurements, ANCHORS, CALIBRATION)
+    calibrated = fit_all(measurements, ANCHORS, CALIBRATION, terms=4)
     clusters_cal = cluster_predictions(calibrated)
-    cal_rows = [{"part": p, "fixed_s": round(mo.fixed, 1), "serial_us_per_unit": round(mo.serial * 1e6, 2),
+    cal_rows = [{"part": p, "fixed_s": round(mo.fixed, 1), "fixed_parallel_s": round(mo.fixed_parallel, 1),
+                 "serial_us_per_unit": round(mo.serial * 1e6, 2),
                  "parallel_us_per_unit": round(mo.parallel * 1e6, 2)}
                 for p, mo in calibrated.items() if p in CALIBRATION]
     memory = memory_plan()
@@ -515,14 +535,18 @@ def report(measurements: list[dict], out: str, command: str) -> str:
         "cores were not varied has its per-row part counted as serial, an upper bound)\n\n"
         + markdown_table(model_rows, ["part", "n", "cores varied", "second size from", "fixed_s", "serial_us_per_unit",
                                       "parallel_us_per_unit"]),
-        "### Check: local[1] at the large size, predicted from the other three\n\n"
+        "### Check: local[1] at the large size, predicted from the other three (3-term model)\n\n"
         + markdown_table(valid, ["part", "predicted_s", "measured_s", "error_pct"]),
+        "### Check, calibrated 4-term model: fixed + fixed_parallel / c + serial n + parallel n / c from the other "
+        "three and issue 17's full-scale local[2] figures\n\n"
+        + markdown_table(valid4, ["part", "predicted_s", "measured_s", "error_pct"]),
         "### The model's local[2] at full scale beside this machine's full-scale figures\n\n"
         + markdown_table(local, ["stage", "model_local2_s", *REFERENCE]),
         "### Predicted seconds per stage on a cluster\n\n" + markdown_table(clusters, cols)
         + ("\n\n" + not_modelled if missing else ""),
-        "### Calibrated: the same, with issue 17's full-scale local[2] figures as one more point (ingest, train)"
-        "\n\n" + markdown_table(cal_rows, ["part", "fixed_s", "serial_us_per_unit", "parallel_us_per_unit"])
+        "### Calibrated 4-term model: all four configurations and issue 17's full-scale local[2] figures "
+        "(ingest, train)\n\n" + markdown_table(cal_rows, ["part", "fixed_s", "fixed_parallel_s", "serial_us_per_unit",
+                                                          "parallel_us_per_unit"])
         + "\n\n" + markdown_table(clusters_cal, cols),
         "### Memory per executor (executors of 4 cores)\n\n" + markdown_table(memory, [
             "data", "cores", "executors", "lr_blocks_gb_total", "train_cache_gb_total", "cached_gb_per_executor",
@@ -533,7 +557,8 @@ def report(measurements: list[dict], out: str, command: str) -> str:
         f.write(text + "\n")
     dump(os.path.join(out, "scale_model.json"), {
         "command": command, "machine": machine(), "measurements": measurements,
-        "models": {p: m.as_dict() for p, m in models.items()}, "validation": valid, "local_check": local,
+        "models": {p: m.as_dict() for p, m in models.items()}, "validation": valid,
+        "validation_calibrated_4term": valid4, "local_check": local,
         "clusters": clusters, "calibrated_models": {p: m.as_dict() for p, m in calibrated.items()},
         "clusters_calibrated": clusters_cal, "calibration_points": CALIBRATION, "anchors": ANCHORS,
         "memory": memory, "assumptions": {

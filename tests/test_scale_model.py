@@ -76,3 +76,10 @@ def test_one_core_count_counts_the_per_row_part_as_serial():
     got = fit_stage([(1_500, 2, 98.0), (60_000, 2, 111.0)])
     assert not got.cores_varied and got.parallel == 0
     assert abs(got.predict(60_000, 128) - 111.0) < 1e-6  # no speed-up claimed for what was not measured
+
+
+def test_four_terms_recover_a_start_up_cost_that_shares_the_cores():
+    truth = StageModel(fixed=10.0, serial=1e-4, parallel=2e-3, fixed_parallel=20.0)
+    pts = [(n, c, truth.predict(n, c)) for n in (6_000, 12_000, 1_250_000) for c in (1, 2)]
+    got = fit_stage(pts, terms=4)
+    assert np.allclose([got.fixed, got.fixed_parallel, got.serial, got.parallel], [10.0, 20.0, 1e-4, 2e-3], rtol=1e-5)

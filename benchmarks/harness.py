@@ -95,14 +95,18 @@ def ensure_data(args: argparse.Namespace, raw: str) -> dict:
     return {"seconds": result["seconds"], "reused": False, "peak_rss_mb": result["peak_rss_mb"]}
 
 
-def run_spark_stages(args: argparse.Namespace, raw: str, data: str, run: str, cores: int) -> dict:
-    """Each stage as its own process on local[cores]; wall time and peak memory per stage."""
+def run_spark_stages(args: argparse.Namespace, raw: str, data: str, run: str, cores: int,
+                     stages: tuple[str, ...] = SPARK_STAGES, env: dict | None = None) -> dict:
+    """Each stage as its own process on local[cores]; wall time and peak memory per stage.
+
+    ``stages`` (default :data:`SPARK_STAGES`) in order; ``env`` the processes' environment (None: ours).
+    """
     results: dict = {}
-    for stage in SPARK_STAGES:
+    for stage in stages:
         if stage == "ingest" and os.path.exists(data):
             shutil.rmtree(data)  # a fresh ingest every time: the manifest would make it a no-op
         print(f"benchmark: gap-spark {stage} on local[{cores}]", flush=True)
-        result = run_watched(gap_spark_command(stage, args, data, run, raw, cores), args.interval)
+        result = run_watched(gap_spark_command(stage, args, data, run, raw, cores), args.interval, env=env)
         if result["returncode"]:
             raise SystemExit(f"benchmark: gap-spark {stage} failed on local[{cores}] (exit {result['returncode']})")
         results[stage] = {"seconds": result["seconds"], "peak_rss_mb": result["peak_rss_mb"]}

@@ -344,12 +344,17 @@ def median_time(func: Callable[[], object], repeats: int) -> tuple[float, list[f
     return statistics.median(times), times
 
 
-def print_table(rows: list[dict], columns: list[str]) -> str:
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """A Markdown table of ``columns`` of ``rows``, padded to line up."""
     widths = {c: max(len(c), *(len(fmt(r.get(c))) for r in rows)) for c in columns}
     lines = ["| " + " | ".join(c.ljust(widths[c]) for c in columns) + " |",
              "|" + "|".join("-" * (widths[c] + 2) for c in columns) + "|"]
     lines += ["| " + " | ".join(fmt(r.get(c)).ljust(widths[c]) for c in columns) + " |" for r in rows]
-    text = "\n".join(lines)
+    return "\n".join(lines)
+
+
+def print_table(rows: list[dict], columns: list[str]) -> str:
+    text = markdown_table(rows, columns)
     print(text)
     return text
 

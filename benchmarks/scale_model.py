@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import add_config_args, bench_parser, dump, machine
+from benchmarks.common import add_config_args, bench_parser, dump, machine, markdown_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -129,25 +129,10 @@ class StageModel:
 
 
 def nnls(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Least squares ``min |a x - b|`` with ``x >= 0``, exactly, by trying every set of free columns.
+    """Least squares ``min |a x - b|`` with ``x >= 0`` (scipy's Lawson-Hanson solver)."""
+    from scipy.optimize import nnls as scipy_nnls
 
-    For the three columns here that is eight small solves; the best feasible one wins.
-    """
-    a = np.asarray(a, float)
-    b = np.asarray(b, float)
-    cols = a.shape[1]
-    best, best_err = np.zeros(cols), float(np.sum(b ** 2))
-    for mask in range(1, 2 ** cols):
-        free = [j for j in range(cols) if mask >> j & 1]
-        sol, *_ = np.linalg.lstsq(a[:, free], b, rcond=None)
-        if np.any(sol < 0):
-            continue
-        x = np.zeros(cols)
-        x[free] = sol
-        err = float(np.sum((a @ x - b) ** 2))
-        if err < best_err - 1e-12 * max(1.0, best_err):
-            best, best_err = x, err
-    return best
+    return scipy_nnls(np.asarray(a, float), np.asarray(b, float))[0]
 
 
 def fit_stage(points: Sequence[tuple[float, float, float]], terms: int = 3) -> StageModel:
@@ -485,14 +470,6 @@ Settings a cluster run should change, and why:
 - The driver (`spark.driver.memory`): the forest's model (about 330 MB at depth 10) and the visualize
   sample are collected there; 8 GB is enough, and it does not grow with n.
 """
-
-
-def markdown_table(rows: list[dict], columns: list[str]) -> str:
-    from benchmarks.common import fmt
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def report(measurements: list[dict], out: str, command: str) -> str:

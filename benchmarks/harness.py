@@ -10,7 +10,7 @@ its baseline where one exists:
   objective and ``--sklearn-iters`` iterations (on the rows that fit ``--lr-memory-gb``), and the whole
   train stage against the prototype's chunked pandas + SGDClassifier.partial_fit pass over all of
   train (baseline A);
-- evaluate, shift, visualize, report: gap-spark only.
+- evaluate, shift, explain, visualize, report: gap-spark only.
 
 ``--scaling`` re-runs every Spark stage on local[1] into a separate dataset and run, for the speedup
 of local[N] over local[1] per stage.
@@ -32,7 +32,7 @@ from benchmarks.memwatch import run_watched
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SPARK_STAGES = ("ingest", "train", "evaluate", "shift", "visualize", "report")
+SPARK_STAGES = ("ingest", "train", "evaluate", "shift", "explain", "visualize", "report")
 MODELS = ("lr", "rf")
 
 

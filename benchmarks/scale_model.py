@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import add_config_args, bench_parser, dump, machine, markdown_table
+from benchmarks.harness import SPARK_STAGES as STAGES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-STAGES = ("ingest", "train", "evaluate", "shift", "explain", "visualize", "report")
 # What each modelled part's work grows with: "train" rows, "test" (val + v2) rows, or nothing.
 BASIS = {"ingest": "train_csv", "train: start + cache": "train", "train: lr first": "train",
          "train: lr iterations": "train",
